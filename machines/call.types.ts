@@ -1,0 +1,232 @@
+// Types of the CP-01 call chart: context, input and events. No runtime code lives here.
+// Names are the public contract of ../shared/SPEC.md: clients depend on them.
+
+/** Public `state` values (SPEC §2): the top-level state of the chart. */
+export type CallState =
+  | 'queued'
+  | 'dialing'
+  | 'ringing'
+  | 'connected'
+  | 'transferring'
+  | 'ending'
+  | 'ended'
+  | 'failed';
+
+export type Direction = 'inbound' | 'outbound';
+
+/** CP-04 error categories (SPEC §5). */
+export type ErrorCategory =
+  | 'busy'
+  | 'no_answer'
+  | 'declined'
+  | 'invalid_number'
+  | 'trunk_auth_error'
+  | 'carrier_error'
+  | 'rate_limited'
+  | 'provider_unavailable'
+  | 'timeout'
+  | 'auth_error'
+  | 'config_error'
+  | 'media_failure'
+  | 'agent_error'
+  | 'unknown';
+
+/** End reasons of the final state `ended` (SPEC §2). */
+export type EndedReason =
+  | 'remote_hangup'
+  | 'agent_hangup'
+  | 'api_hangup'
+  | 'transferred'
+  | 'busy'
+  | 'no_answer'
+  | 'declined'
+  | 'canceled'
+  | 'max_duration'
+  | 'room_closed';
+
+/** A `failed` session's end reason is its CP-04 category. */
+export type EndReason = EndedReason | ErrorCategory;
+
+/** A classified provider error as the chart stores it (the session's `error`, minus user_message). */
+export interface CallError {
+  category: ErrorCategory;
+  retryable: boolean;
+  message: string;
+  sipStatusCode: number | null;
+}
+
+/** LiveKit's DisconnectReason, by name as webhooks carry it (`UNKNOWN_REASON` when absent). */
+export type DisconnectReason =
+  | 'UNKNOWN_REASON'
+  | 'CLIENT_INITIATED'
+  | 'DUPLICATE_IDENTITY'
+  | 'SERVER_SHUTDOWN'
+  | 'PARTICIPANT_REMOVED'
+  | 'ROOM_DELETED'
+  | 'STATE_MISMATCH'
+  | 'JOIN_FAILURE'
+  | 'MIGRATION'
+  | 'SIGNAL_CLOSE'
+  | 'ROOM_CLOSED'
+  | 'USER_UNAVAILABLE'
+  | 'USER_REJECTED'
+  | 'SIP_TRUNK_FAILURE'
+  | 'CONNECTION_TIMEOUT'
+  | 'MEDIA_FAILURE'
+  | 'AGENT_ERROR';
+
+/** Why the plane itself asked LiveKit to end the call; decides the end reason when LiveKit confirms. */
+export type HangupCause = 'api_hangup' | 'agent_hangup' | 'max_duration' | 'no_answer';
+
+/**
+ * Absolute deadlines (epoch milliseconds). xstate does not persist `after` timers
+ * (statelyai/xstate#5331), so the runtime arms one timer per call from these and sends
+ * the matching `timer.*` event; a restored call re-arms from the same values.
+ */
+export interface Deadlines {
+  /** inbound: no agent answered in time; outbound: backstop to LiveKit's own ring timeout. */
+  ring: number | null;
+  maxDuration: number | null;
+  /** outbound: when the next dial attempt starts after a retryable failure. */
+  retry: number | null;
+  /** ending: end the session even if LiveKit never confirms the hang-up. */
+  endingGrace: number | null;
+  /** connected with no agent left: hang up unless an agent joins again. */
+  agentGrace: number | null;
+}
+
+export type TimerName = keyof Deadlines;
+
+/** Settings of one call, fixed when the session is created. */
+export interface CallSettings {
+  ringTimeoutS: number;
+  maxDurationS: number;
+  endingGraceS: number;
+  agentGraceS: number;
+  maxDialAttempts: number;
+}
+
+export interface CallInput {
+  sessionId: string;
+  direction: Direction;
+  /** epoch ms of creation */
+  at: number;
+  callerNumber: string | null;
+  calleeNumber: string | null;
+  roomName: string;
+  roomSid: string | null;
+  /** inbound: the caller's SIP participant; outbound: filled per dial attempt */
+  sipIdentity: string | null;
+  sipCallId: string | null;
+  /** inbound: `sip.callStatus` when the caller joined (`active` means already answered) */
+  sipCallStatus: string | null;
+  agentName: string | null;
+  metadata: Record<string, unknown> | null;
+  settings: CallSettings;
+}
+
+export interface CallContext {
+  sessionId: string;
+  direction: Direction;
+  createdAt: number;
+  callerNumber: string | null;
+  calleeNumber: string | null;
+  roomName: string;
+  roomSid: string | null;
+  sipIdentity: string | null;
+  sipCallId: string | null;
+  sipCallStatus: string | null;
+  agentName: string | null;
+  /** identities of agent participants in the room now */
+  agents: string[];
+  metadata: Record<string, unknown> | null;
+  settings: CallSettings;
+  attempt: number;
+  ringingAt: number | null;
+  answeredAt: number | null;
+  endedAt: number | null;
+  endReason: EndReason | null;
+  error: CallError | null;
+  /** set when the plane asked LiveKit to end the call */
+  hangupCause: HangupCause | null;
+  transferTarget: string | null;
+  deadlines: Deadlines;
+}
+
+// ---- Events. Every event carries `at` (epoch ms, from the runtime's clock): the chart has no clock.
+
+interface At {
+  at: number;
+}
+
+export interface ParticipantRef {
+  identity: string;
+  sid: string | null;
+}
+
+/** The phone party's SIP participant joined the room (outbound: before the INVITE is sent). */
+export type SipJoinedEvent = At & { type: 'livekit.sip_joined'; participant: ParticipantRef; callStatus: string | null; sipCallId: string | null };
+/** The phone party's SIP participant left (participant_left or participant_connection_aborted). */
+export type SipLeftEvent = At & { type: 'livekit.sip_left'; participant: ParticipantRef; reason: DisconnectReason };
+export type AgentJoinedEvent = At & { type: 'livekit.agent_joined'; participant: ParticipantRef };
+export type AgentLeftEvent = At & { type: 'livekit.agent_left'; participant: ParticipantRef; reason: DisconnectReason };
+export type RoomStartedEvent = At & { type: 'livekit.room_started'; roomSid: string };
+export type RoomFinishedEvent = At & { type: 'livekit.room_finished' };
+
+export type DialSlotEvent = At & { type: 'dial.slot_granted' };
+export type DialAnsweredEvent = At & { type: 'dial.answered'; attempt: number; participantIdentity: string; sipCallId: string | null };
+/** `retryAt` is chosen by the runtime (back-off with jitter) and used only when the policy allows a retry. */
+export type DialFailedEvent = At & { type: 'dial.failed'; attempt: number; error: CallError; retryAt: number | null };
+
+export type TransferSucceededEvent = At & { type: 'transfer.succeeded' };
+export type TransferFailedEvent = At & { type: 'transfer.failed'; error: CallError };
+
+export type ApiHangupEvent = At & { type: 'api.hangup' };
+export type ApiTransferEvent = At & { type: 'api.transfer'; to: string };
+
+export type TimerEvent = At & {
+  type:
+    | 'timer.ring_deadline'
+    | 'timer.max_duration'
+    | 'timer.retry'
+    | 'timer.ending_grace'
+    | 'timer.agent_grace';
+};
+
+export type CallEvent =
+  | SipJoinedEvent
+  | SipLeftEvent
+  | AgentJoinedEvent
+  | AgentLeftEvent
+  | RoomStartedEvent
+  | RoomFinishedEvent
+  | DialSlotEvent
+  | DialAnsweredEvent
+  | DialFailedEvent
+  | TransferSucceededEvent
+  | TransferFailedEvent
+  | ApiHangupEvent
+  | ApiTransferEvent
+  | TimerEvent;
+
+export type CallEventType = CallEvent['type'];
+
+/** OBS-00 event names (SPEC §4). */
+export type ObsEventName =
+  | 'call.created'
+  | 'call.queued'
+  | 'call.dialing'
+  | 'call.ringing'
+  | 'call.started'
+  | 'call.agent_joined'
+  | 'call.agent_left'
+  | 'call.transfer_requested'
+  | 'call.transfer_failed'
+  | 'call.ending'
+  | 'call.ended'
+  | 'call.failed'
+  | 'call.error'
+  | 'call.retry_scheduled';
+
+/** Effects the chart asks the runtime to carry out after a transition is stored. */
+export type CallCommand = 'dial' | 'hangUp' | 'transfer' | 'abortDial';
