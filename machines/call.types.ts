@@ -150,6 +150,8 @@ export interface CallContext {
   /** set when the plane asked LiveKit to end the call */
   hangupCause: HangupCause | null;
   transferTarget: string | null;
+  /** the phone party left while a transfer was in flight; the transfer result decides */
+  phoneLeftReason: DisconnectReason | null;
   deadlines: Deadlines;
 }
 

@@ -1,0 +1,126 @@
+// Carries out the chart's commands against LiveKit and sends each result back to the call as
+// an event. Every failure is classified (CP-04) and logged; none escapes as an exception.
+import type { CallCommand, CallError } from '../../machines/call.types.js';
+import { classifyError, ConfigError, type ClassifiedError } from '../errors/classify.js';
+import { retryDelayMs } from '../errors/policy.js';
+import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
+import type { Logger } from '../obs/logger.js';
+import { sipIdentityFor } from './call.logic.js';
+import type { CallRuntime, CommandRunner } from './call-runtime.js';
+import type { CallRecord } from './store.port.js';
+
+export interface OutboundSettings {
+  trunkId: string | null;
+  callerId: string;
+  retryBaseMs: number;
+  retryMaxMs: number;
+}
+
+export interface CallCommandsOptions {
+  runtime: CallRuntime;
+  livekit: LiveKitPort;
+  logger: Logger;
+  outbound: OutboundSettings;
+  random?: () => number;
+}
+
+export function createCommandRunner(options: CallCommandsOptions): CommandRunner & { inFlight(): Promise<void> } {
+  const { runtime, livekit, logger, outbound } = options;
+  const random = options.random ?? Math.random;
+  const pending = new Set<Promise<void>>();
+
+  const track = (work: Promise<void>): void => {
+    pending.add(work);
+    void work.finally(() => pending.delete(work));
+  };
+
+  const deliver = (record: CallRecord, event: Parameters<CallRuntime['send']>[1]): Promise<void> =>
+    runtime.send(record.id, event).then(
+      () => undefined,
+      (err: unknown) => logger.error({ err, session_id: record.id, event: event.type }, 'command result could not be applied'),
+    );
+
+  async function dial(record: CallRecord): Promise<void> {
+    const { context } = record;
+    const attempt = context.attempt;
+    const fail = async (error: ClassifiedError): Promise<void> => {
+      logger.warn({ session_id: record.id, attempt, category: error.category, sip_status_code: error.sipStatusCode, message: error.message }, 'dial failed');
+      const retryAt = error.retryable
+        ? runtime.now() + retryDelayMs(attempt, { baseMs: outbound.retryBaseMs, maxMs: outbound.retryMaxMs, random })
+        : null;
+      await deliver(record, { type: 'dial.failed', attempt, error: toCallError(error), retryAt });
+    };
+    if (!outbound.trunkId) return fail(classifyError(new ConfigError('SIP_OUTBOUND_TRUNK_ID is not configured'), 'dial'));
+    if (!context.calleeNumber) return fail(classifyError(new ConfigError('the call has no number to dial'), 'dial'));
+    if (context.agentName && attempt === 1) {
+      try {
+        await livekit.dispatchAgent(context.roomName, context.agentName, JSON.stringify({ session_id: record.id }));
+      } catch (err) {
+        return fail(classifyError(err, 'dispatch'));
+      }
+    }
+    let answered: DialResult;
+    try {
+      answered = await livekit.dial({
+        trunkId: outbound.trunkId,
+        to: context.calleeNumber,
+        roomName: context.roomName,
+        fromNumber: context.callerNumber ?? outbound.callerId,
+        participantIdentity: context.sipIdentity ?? sipIdentityFor(record.id, attempt),
+        participantAttributes: { 'control_plane.session_id': record.id },
+        ringingTimeoutS: context.settings.ringTimeoutS,
+        maxCallDurationS: context.settings.maxDurationS,
+      });
+    } catch (err) {
+      return fail(classifyError(err, 'dial'));
+    }
+    await deliver(record, { type: 'dial.answered', attempt, participantIdentity: answered.participantIdentity, sipCallId: answered.sipCallId });
+  }
+
+  async function hangUp(record: CallRecord): Promise<void> {
+    try {
+      await livekit.deleteRoom(record.context.roomName);
+    } catch (err) {
+      // The ending grace deadline still ends the session; LiveKit closes an empty room itself.
+      const error = classifyError(err, 'hangup');
+      logger.warn({ session_id: record.id, category: error.category, message: error.message }, 'hang-up request failed');
+    }
+  }
+
+  async function transfer(record: CallRecord): Promise<void> {
+    const { context } = record;
+    try {
+      if (!context.sipIdentity || !context.transferTarget) throw new ConfigError('the call has no SIP participant or transfer target');
+      await livekit.transfer(context.roomName, context.sipIdentity, context.transferTarget);
+      await deliver(record, { type: 'transfer.succeeded' });
+    } catch (err) {
+      const error = toCallError(classifyError(err, 'transfer'));
+      logger.warn({ session_id: record.id, category: error.category, sip_status_code: error.sipStatusCode }, 'transfer failed');
+      await deliver(record, { type: 'transfer.failed', error });
+    }
+  }
+
+  const run = ((command: CallCommand, record: CallRecord) => {
+    switch (command) {
+      case 'dial':
+        return track(dial(record));
+      case 'hangUp':
+        return track(hangUp(record));
+      case 'transfer':
+        return track(transfer(record));
+      case 'abortDial':
+        // The SDK takes no abort signal; the room's deletion (hangUp) ends the dial at LiveKit,
+        // and the chart ignores the late result of a dial that belongs to a finished call.
+        return undefined;
+    }
+  }) as CommandRunner & { inFlight(): Promise<void> };
+  run.inFlight = async () => {
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+  };
+  return run;
+}
+
+/** The chart keeps the CallError fields only. */
+function toCallError(error: ClassifiedError): CallError {
+  return { category: error.category, retryable: error.retryable, message: error.message, sipStatusCode: error.sipStatusCode };
+}

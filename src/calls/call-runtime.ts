@@ -1,0 +1,286 @@
+// The call runtime: one XState actor per live call. Every event for a call goes through one
+// queue per call, so a call has one writer. An event is applied to the actor, the new snapshot
+// and the transition's OBS-00 events are committed to the store together, and only then are
+// the events published and the chart's commands carried out. A commit that fails leaves the
+// stored call as it was and drops the in-memory actor, so the next event starts from the store.
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { CallEvent, CallInput, TimerName } from '../../machines/call.types.js';
+import type { ObsEnvelope } from '../obs/envelope.js';
+import type { EventBus } from '../obs/event-bus.js';
+import { logObsEvent, type Logger } from '../obs/logger.js';
+import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
+import { KeyedQueue } from './keyed-queue.js';
+import { isFinalState, publicState } from './session.js';
+import type { CallRecord, CallStore } from './store.port.js';
+import type { Clock, Scheduler } from './timers.js';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** An event as callers send it; the runtime stamps `at` when it applies it. */
+export type IncomingEvent = DistributiveOmit<CallEvent, 'at'> & { at?: number };
+
+export type SendResult =
+  | { outcome: 'applied'; record: CallRecord; events: ObsEnvelope[] }
+  /** the call's current state does not accept the event (the chart decides) */
+  | { outcome: 'rejected'; record: CallRecord }
+  /** the call is final: nothing changes any more */
+  | { outcome: 'ignored'; record: CallRecord }
+  | { outcome: 'not_found' };
+
+/** Carries out a chart command for a call; results come back through `runtime.send`. */
+export type CommandRunner = (command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord) => void;
+
+export interface CallRuntimeOptions {
+  store: CallStore;
+  bus: EventBus;
+  logger: Logger;
+  clock: Clock;
+  scheduler: Scheduler;
+  newId: () => string;
+  /** attach the Stately inspector to every actor */
+  inspect?: (event: InspectionEvent) => void;
+}
+
+/** An action or guard of the chart threw: a defect, reported without taking the process down. */
+export class CallLogicError extends Error {
+  constructor(sessionId: string, options: { cause: unknown }) {
+    super(`call ${sessionId}: the call logic failed`, options);
+    this.name = 'CallLogicError';
+  }
+}
+
+interface LiveCall {
+  actor: Actor<CallLogic>;
+  record: CallRecord;
+  /** set when the actor reported an error */
+  failure: unknown;
+}
+
+const TIMER_EVENTS = {
+  ring: 'timer.ring_deadline',
+  maxDuration: 'timer.max_duration',
+  retry: 'timer.retry',
+  endingGrace: 'timer.ending_grace',
+  agentGrace: 'timer.agent_grace',
+} as const satisfies Record<TimerName, string>;
+
+const TIMER_RETRY_MS = 1000;
+
+export class CallRuntime {
+  private readonly live = new Map<string, LiveCall>();
+  private readonly lanes = new KeyedQueue();
+  private readonly logic: CallLogic;
+  /** effects of the transition being taken, by session id; filled synchronously during send */
+  private capture: { sessionId: string; effects: CallEffect[] } | null = null;
+  private commandRunner: CommandRunner = () => undefined;
+  private stopped = false;
+
+  constructor(private readonly options: CallRuntimeOptions) {
+    this.logic = createCallLogic((sessionId, effect) => {
+      if (this.capture?.sessionId === sessionId) this.capture.effects.push(effect);
+      else this.options.logger.error({ session_id: sessionId, effect: effect.kind }, 'call effect outside a transition was dropped');
+    });
+  }
+
+  /** Wires the carrier of chart commands (LiveKit I/O); separate because it calls back into the runtime. */
+  setCommandRunner(runner: CommandRunner): void {
+    this.commandRunner = runner;
+  }
+
+  now(): number {
+    return this.options.clock.now();
+  }
+
+  newId(): string {
+    return this.options.newId();
+  }
+
+  /** Creates a call from its input and commits its first events. */
+  async create(input: Omit<CallInput, 'at'> & { at?: number }): Promise<CallRecord> {
+    return this.lanes.run(input.sessionId, async () => {
+      const full: CallInput = { ...input, at: input.at ?? this.now() };
+      const live = this.spawn({ input: full });
+      const effects = this.collect(input.sessionId, () => live.actor.start());
+      const blank: CallRecord = {
+        id: input.sessionId,
+        state: 'queued',
+        context: live.actor.getSnapshot().context,
+        snapshot: live.actor.getPersistedSnapshot(),
+        lastSeq: 0,
+        version: 0,
+      };
+      return (await this.commit(live, blank, effects)).record;
+    });
+  }
+
+  /** Applies one event to a call, in arrival order with every other event of the call. */
+  send(sessionId: string, event: IncomingEvent): Promise<SendResult> {
+    return this.lanes.run(sessionId, () => this.apply(sessionId, event));
+  }
+
+  /** Runs `task` in the queue of `key` (webhooks serialize per room while they route). */
+  serialize<T>(key: string, task: () => Promise<T>): Promise<T> {
+    return this.lanes.run(key, task);
+  }
+
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  /** Waits for queued events to finish, then stops every actor and timer. Stored calls stay. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.lanes.idle();
+    this.options.scheduler.cancelAll();
+    for (const [id, live] of this.live) {
+      live.actor.stop();
+      this.live.delete(id);
+    }
+  }
+
+  private spawn(init: { input: CallInput } | { record: CallRecord }): LiveCall {
+    const actor =
+      'input' in init
+        ? createActor(this.logic, { input: init.input, inspect: this.options.inspect })
+        : // The input is unused when a snapshot is given: the context comes from the snapshot.
+          createActor(this.logic, { snapshot: init.record.snapshot as never, input: init.record.context as never, inspect: this.options.inspect });
+    const live: LiveCall = {
+      actor,
+      record: 'record' in init ? init.record : (undefined as unknown as CallRecord),
+      failure: undefined,
+    };
+    // Without an error subscriber xstate rethrows on a timer and the process dies.
+    actor.subscribe({
+      error: (err) => {
+        live.failure = err;
+      },
+    });
+    return live;
+  }
+
+  private collect(sessionId: string, run: () => void): CallEffect[] {
+    const capture = { sessionId, effects: [] as CallEffect[] };
+    this.capture = capture;
+    try {
+      run();
+    } finally {
+      this.capture = null;
+    }
+    return capture.effects;
+  }
+
+  private async load(sessionId: string): Promise<LiveCall | CallRecord | undefined> {
+    const cached = this.live.get(sessionId);
+    if (cached) return cached;
+    const record = await this.options.store.get(sessionId);
+    if (!record || isFinalState(record.state)) return record;
+    // Restored from the store: xstate re-arms no timers, so they are armed from the context.
+    const live = this.spawn({ record });
+    live.actor.start();
+    this.live.set(sessionId, live);
+    this.armTimer(record);
+    return live;
+  }
+
+  private async apply(sessionId: string, incoming: IncomingEvent): Promise<SendResult> {
+    const loaded = await this.load(sessionId);
+    if (!loaded) return { outcome: 'not_found' };
+    if (!('actor' in loaded)) return { outcome: 'ignored', record: loaded };
+    const live = loaded;
+    const event = { ...incoming, at: incoming.at ?? this.now() } as CallEvent;
+    const before = live.actor.getSnapshot();
+    if (before.status !== 'active') return { outcome: 'ignored', record: live.record };
+    if (!before.can(event)) return { outcome: 'rejected', record: live.record };
+    const effects = this.collect(sessionId, () => live.actor.send(event));
+    return this.commit(live, live.record, effects);
+  }
+
+  private async commit(live: LiveCall, previous: CallRecord, effects: CallEffect[]): Promise<Extract<SendResult, { outcome: 'applied' }>> {
+    const id = previous.id;
+    if (live.failure !== undefined) {
+      this.evict(id, live);
+      throw new CallLogicError(id, { cause: live.failure });
+    }
+    const snapshot = live.actor.getSnapshot();
+    const state = publicState(snapshot.value);
+    const ts = new Date(this.now()).toISOString();
+    const envelopes: ObsEnvelope[] = [];
+    for (const effect of effects) {
+      if (effect.kind !== 'emit') continue;
+      envelopes.push({
+        event: effect.event,
+        event_id: this.options.newId(),
+        ts,
+        session_id: id,
+        seq: previous.lastSeq + envelopes.length + 1,
+        direction: snapshot.context.direction,
+        state,
+        livekit_room: snapshot.context.roomName,
+        data: effect.data,
+      });
+    }
+    const record: CallRecord = {
+      id,
+      state,
+      context: snapshot.context,
+      snapshot: live.actor.getPersistedSnapshot(),
+      lastSeq: previous.lastSeq + envelopes.length,
+      version: previous.version + 1,
+    };
+    try {
+      await this.options.store.commit(record, envelopes);
+    } catch (err) {
+      // Nothing was stored: forget the advanced actor; the store still has the call as it was.
+      this.evict(id, live);
+      throw err;
+    }
+    live.record = record;
+    for (const envelope of envelopes) {
+      logObsEvent(this.options.logger, envelope);
+      this.options.bus.publish(envelope);
+    }
+    if (isFinalState(state)) {
+      this.evict(id, live);
+    } else {
+      this.live.set(id, live);
+      this.armTimer(record);
+    }
+    for (const effect of effects) {
+      if (effect.kind === 'command') this.runCommand(effect.command, record);
+    }
+    return { outcome: 'applied', record, events: envelopes };
+  }
+
+  private runCommand(command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord): void {
+    try {
+      this.commandRunner(command, record);
+    } catch (err) {
+      this.options.logger.error({ err, session_id: record.id, command }, 'call command failed to start');
+    }
+  }
+
+  private evict(id: string, live: LiveCall): void {
+    this.options.scheduler.cancel(id);
+    live.actor.stop();
+    if (this.live.get(id) === live) this.live.delete(id);
+  }
+
+  private armTimer(record: CallRecord): void {
+    let next: { timer: TimerName; at: number } | null = null;
+    for (const [timer, at] of Object.entries(record.context.deadlines) as [TimerName, number | null][]) {
+      if (at !== null && (next === null || at < next.at)) next = { timer, at };
+    }
+    if (next === null || this.stopped) {
+      this.options.scheduler.cancel(record.id);
+      return;
+    }
+    const { timer } = next;
+    const fire = (): void => {
+      this.send(record.id, { type: TIMER_EVENTS[timer] }).catch((err: unknown) => {
+        // The store could not take the change: try again shortly rather than lose the deadline.
+        this.options.logger.error({ err, session_id: record.id, timer }, 'timer event could not be applied; retrying');
+        if (!this.stopped) this.options.scheduler.schedule(record.id, this.now() + TIMER_RETRY_MS, fire);
+      });
+    };
+    this.options.scheduler.schedule(record.id, next.at, fire);
+  }
+}

@@ -1,0 +1,220 @@
+// The embedded store: one process, everything in memory (SPEC §8, the default without REDIS_URL).
+// Final calls and their history are kept for a bounded time and count; live calls always stay.
+import type { ObsEnvelope } from '../obs/envelope.js';
+import { isFinalState } from './session.js';
+import {
+  VersionConflictError,
+  type CallRecord,
+  type CallStore,
+  type ListPage,
+  type ListQuery,
+  type RoomRef,
+} from './store.port.js';
+
+export interface MemoryStoreOptions {
+  /** how long a final call stays readable */
+  retentionMs: number;
+  /** at most this many final calls are kept; the oldest go first */
+  maxFinalCalls: number;
+  /** how many webhook event ids are remembered for de-duplication */
+  webhookDedupSize: number;
+  /** at most this many events are kept per call; later ones are counted but not stored */
+  maxEventsPerCall: number;
+  now?: () => number;
+}
+
+interface Entry {
+  record: CallRecord;
+  events: ObsEnvelope[];
+  ordinal: number;
+  finalAt: number | null;
+}
+
+/** A set that forgets its oldest member once full: a ring buffer of ids beside a Set. */
+export class BoundedIdSet {
+  private readonly ring: (string | undefined)[];
+  private readonly members = new Set<string>();
+  private next = 0;
+
+  constructor(readonly capacity: number) {
+    this.ring = new Array<string | undefined>(capacity);
+  }
+
+  has(id: string): boolean {
+    return this.members.has(id);
+  }
+
+  add(id: string): void {
+    if (this.members.has(id)) return;
+    const evicted = this.ring[this.next];
+    if (evicted !== undefined) this.members.delete(evicted);
+    this.ring[this.next] = id;
+    this.members.add(id);
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+}
+
+const encodeCursor = (ordinal: number): string => Buffer.from(`o:${ordinal}`).toString('base64url');
+
+export class InvalidCursorError extends Error {
+  constructor() {
+    super('cursor is not one this service issued');
+    this.name = 'InvalidCursorError';
+  }
+}
+
+function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = /^o:(\d{1,15})$/.exec(text);
+  if (!match?.[1]) throw new InvalidCursorError();
+  return Number(match[1]);
+}
+
+export class MemoryCallStore implements CallStore {
+  private readonly entries = new Map<string, Entry>();
+  /** ids in creation order; ordinals ascend, so a page is a backwards scan */
+  private order: { id: string; ordinal: number }[] = [];
+  private nextOrdinal = 1;
+  private readonly finalQueue: string[] = [];
+  private finalHead = 0;
+  private readonly liveByRoomSid = new Map<string, string>();
+  private readonly liveByRoomName = new Map<string, string>();
+  private readonly liveBySipIdentity = new Map<string, string>();
+  private readonly webhooks: BoundedIdSet;
+  private readonly now: () => number;
+
+  constructor(private readonly options: MemoryStoreOptions) {
+    this.webhooks = new BoundedIdSet(options.webhookDedupSize);
+    this.now = options.now ?? Date.now;
+  }
+
+  async get(id: string): Promise<CallRecord | undefined> {
+    return this.entries.get(id)?.record;
+  }
+
+  async commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void> {
+    const existing = this.entries.get(record.id);
+    const storedVersion = existing?.record.version ?? 0;
+    if (record.version !== storedVersion + 1) throw new VersionConflictError(record.id, storedVersion + 1, record.version);
+
+    const entry: Entry = existing ?? { record, events: [], ordinal: this.nextOrdinal++, finalAt: null };
+    if (!existing) {
+      this.entries.set(record.id, entry);
+      this.order.push({ id: record.id, ordinal: entry.ordinal });
+    }
+    if (existing) this.unindex(existing.record);
+    entry.record = record;
+    for (const event of events) {
+      if (entry.events.length < this.options.maxEventsPerCall) entry.events.push(event);
+    }
+    if (isFinalState(record.state)) {
+      if (entry.finalAt === null) {
+        entry.finalAt = this.now();
+        this.finalQueue.push(record.id);
+      }
+    } else {
+      this.index(record);
+    }
+    this.prune();
+  }
+
+  async findLiveByRoom(room: RoomRef): Promise<string | undefined> {
+    if (room.sid) {
+      const bySid = this.liveByRoomSid.get(room.sid);
+      if (bySid) return bySid;
+    }
+    const byName = this.liveByRoomName.get(room.name);
+    if (!byName) return undefined;
+    // Room names are reused: a name match counts only while the call has not seen another sid.
+    const sid = this.entries.get(byName)?.record.context.roomSid;
+    return !sid || !room.sid || sid === room.sid ? byName : undefined;
+  }
+
+  async findLiveBySipIdentity(identity: string): Promise<string | undefined> {
+    return this.liveBySipIdentity.get(identity);
+  }
+
+  async list(query: ListQuery): Promise<ListPage> {
+    const before = query.cursor === undefined ? Number.POSITIVE_INFINITY : decodeCursor(query.cursor);
+    const records: CallRecord[] = [];
+    let lastOrdinal: number | null = null;
+    let more = false;
+    for (let i = this.order.length - 1; i >= 0; i--) {
+      const item = this.order[i];
+      if (!item || item.ordinal >= before) continue;
+      const entry = this.entries.get(item.id);
+      if (!entry) continue;
+      const { record } = entry;
+      if (query.state && record.state !== query.state) continue;
+      if (query.direction && record.context.direction !== query.direction) continue;
+      if (records.length === query.limit) {
+        more = true;
+        break;
+      }
+      records.push(record);
+      lastOrdinal = item.ordinal;
+    }
+    return { records, nextCursor: more && lastOrdinal !== null ? encodeCursor(lastOrdinal) : null };
+  }
+
+  async events(id: string): Promise<ObsEnvelope[] | undefined> {
+    const entry = this.entries.get(id);
+    return entry ? [...entry.events] : undefined;
+  }
+
+  async seenWebhook(eventId: string): Promise<boolean> {
+    return this.webhooks.has(eventId);
+  }
+
+  async rememberWebhook(eventId: string): Promise<void> {
+    this.webhooks.add(eventId);
+  }
+
+  async ping(): Promise<void> {}
+
+  /** Counts for /metrics and tests. */
+  stats(): { calls: number; live: number; webhookIds: number } {
+    return { calls: this.entries.size, live: this.entries.size - (this.finalQueue.length - this.finalHead), webhookIds: this.webhooks.size };
+  }
+
+  private index(record: CallRecord): void {
+    const { roomSid, roomName, sipIdentity } = record.context;
+    if (roomSid) this.liveByRoomSid.set(roomSid, record.id);
+    this.liveByRoomName.set(roomName, record.id);
+    if (sipIdentity) this.liveBySipIdentity.set(sipIdentity, record.id);
+  }
+
+  private unindex(record: CallRecord): void {
+    const { roomSid, roomName, sipIdentity } = record.context;
+    const drop = (map: Map<string, string>, key: string | null) => {
+      if (key && map.get(key) === record.id) map.delete(key);
+    };
+    drop(this.liveByRoomSid, roomSid);
+    drop(this.liveByRoomName, roomName);
+    drop(this.liveBySipIdentity, sipIdentity);
+  }
+
+  private prune(): void {
+    const oldestKept = this.now() - this.options.retentionMs;
+    while (this.finalHead < this.finalQueue.length) {
+      const id = this.finalQueue[this.finalHead] as string;
+      const entry = this.entries.get(id);
+      const count = this.finalQueue.length - this.finalHead;
+      if (entry && count <= this.options.maxFinalCalls && (entry.finalAt ?? 0) > oldestKept) break;
+      this.entries.delete(id);
+      this.finalHead++;
+    }
+    // Compact the bookkeeping arrays once most of them is dead weight.
+    if (this.finalHead > 1024 && this.finalHead * 2 > this.finalQueue.length) {
+      this.finalQueue.splice(0, this.finalHead);
+      this.finalHead = 0;
+    }
+    if (this.order.length > 1024 && this.order.length > this.entries.size * 2) {
+      this.order = this.order.filter((item) => this.entries.has(item.id));
+    }
+  }
+}

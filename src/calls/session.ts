@@ -1,0 +1,94 @@
+// The session object of the Control API (SPEC §6), projected from a call's stored record.
+import type { CallContext, CallState, Direction, EndReason, ErrorCategory } from '../../machines/call.types.js';
+import { userMessage, type Language } from '../errors/messages.js';
+import type { CallRecord } from './store.port.js';
+
+export const CALL_STATES: readonly CallState[] = [
+  'queued',
+  'dialing',
+  'ringing',
+  'connected',
+  'transferring',
+  'ending',
+  'ended',
+  'failed',
+];
+export const FINAL_STATES: readonly CallState[] = ['ended', 'failed'];
+
+export function isFinalState(state: CallState): boolean {
+  return FINAL_STATES.includes(state);
+}
+
+/** The public state of a chart state value: its top-level key (`{dialing: 'backoff'}` → `dialing`). */
+export function publicState(value: unknown): CallState {
+  const key = typeof value === 'string' ? value : Object.keys(value as object)[0];
+  // `created` is transient: a started actor has always left it.
+  if (key && (CALL_STATES as readonly string[]).includes(key)) return key as CallState;
+  throw new Error(`call chart state ${JSON.stringify(value)} has no public state`);
+}
+
+export interface SessionError {
+  category: ErrorCategory;
+  retryable: boolean;
+  message: string;
+  user_message: string;
+  sip_status_code: number | null;
+}
+
+export interface Session {
+  id: string;
+  direction: Direction;
+  state: CallState;
+  end_reason: EndReason | null;
+  caller_number: string | null;
+  callee_number: string | null;
+  livekit_room: string;
+  sip_participant_identity: string | null;
+  sip_call_id: string | null;
+  agent: string | null;
+  attempt: number;
+  created_at: string;
+  ringing_at: string | null;
+  answered_at: string | null;
+  ended_at: string | null;
+  duration_s: number | null;
+  error: SessionError | null;
+  metadata: Record<string, unknown> | null;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function toSession(record: CallRecord, language: Language = 'en'): Session {
+  const context: CallContext = record.context;
+  return {
+    id: record.id,
+    direction: context.direction,
+    state: record.state,
+    end_reason: context.endReason,
+    caller_number: context.callerNumber,
+    callee_number: context.calleeNumber,
+    livekit_room: context.roomName,
+    sip_participant_identity: context.sipIdentity,
+    sip_call_id: context.sipCallId,
+    agent: context.agentName,
+    attempt: context.attempt,
+    created_at: new Date(context.createdAt).toISOString(),
+    ringing_at: iso(context.ringingAt),
+    answered_at: iso(context.answeredAt),
+    ended_at: iso(context.endedAt),
+    duration_s:
+      context.answeredAt !== null && context.endedAt !== null
+        ? Math.max(0, Math.round((context.endedAt - context.answeredAt) / 1000))
+        : null,
+    error: context.error
+      ? {
+          category: context.error.category,
+          retryable: context.error.retryable,
+          message: context.error.message,
+          user_message: userMessage(context.error.category, language),
+          sip_status_code: context.error.sipStatusCode,
+        }
+      : null,
+    metadata: context.metadata,
+  };
+}

@@ -1,0 +1,76 @@
+// What the runtime needs from storage. The in-memory store implements it for one process; a
+// Redis store implements the same contract for several replicas. Every method is async and
+// nothing here assumes a Map.
+import type { Snapshot } from 'xstate';
+import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
+import type { ObsEnvelope } from '../obs/envelope.js';
+
+export interface CallRecord {
+  id: string;
+  state: CallState;
+  /** the chart's context, kept beside the snapshot for lookups and the API */
+  context: CallContext;
+  /** `actor.getPersistedSnapshot()`: plain JSON */
+  snapshot: Snapshot<unknown>;
+  /** the seq of the newest OBS-00 event of this call */
+  lastSeq: number;
+  /** incremented by every commit; a commit names the version it read (compare-and-set) */
+  version: number;
+}
+
+export interface ListQuery {
+  state?: CallState;
+  direction?: Direction;
+  limit: number;
+  /** opaque, from a previous page's `nextCursor` */
+  cursor?: string;
+}
+
+export interface ListPage {
+  records: CallRecord[];
+  nextCursor: string | null;
+}
+
+export interface RoomRef {
+  sid: string | null;
+  name: string;
+}
+
+/** A store answers this when it cannot be reached: the caller answers 503 and changes nothing. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/** Another writer committed this call first. */
+export class VersionConflictError extends Error {
+  constructor(id: string, expected: number, actual: number) {
+    super(`call ${id}: expected version ${expected}, found ${actual}`);
+    this.name = 'VersionConflictError';
+  }
+}
+
+export interface CallStore {
+  get(id: string): Promise<CallRecord | undefined>;
+  /**
+   * Stores the record and appends its new events, all or nothing. `record.version` must be
+   * one more than the stored version (0 for a new call), else VersionConflictError.
+   */
+  commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void>;
+  /** The live (not final) call in this LiveKit room: by sid when known, else by name. */
+  findLiveByRoom(room: RoomRef): Promise<string | undefined>;
+  /** The live call whose SIP participant has this identity. */
+  findLiveBySipIdentity(identity: string): Promise<string | undefined>;
+  /** Newest first; stable while calls are created. */
+  list(query: ListQuery): Promise<ListPage>;
+  /** A call's OBS-00 events in seq order; undefined for an unknown call. */
+  events(id: string): Promise<ObsEnvelope[] | undefined>;
+  /** Whether a webhook with this event id was applied before. */
+  seenWebhook(eventId: string): Promise<boolean>;
+  /** Remember a webhook as applied (bounded: old ids are forgotten first). */
+  rememberWebhook(eventId: string): Promise<void>;
+  /** Throws StoreUnavailableError when the store cannot serve. */
+  ping(): Promise<void>;
+}

@@ -1,0 +1,183 @@
+// The only reader of process.env and `.env_local` (SPEC §7). Returns a frozen, typed config, or
+// throws ConfigurationError whose message is one line naming the variable.
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import type { LevelWithSilent } from 'pino';
+
+export interface Config {
+  livekit: { url: string; apiKey: string; apiSecret: string; requestTimeoutS: number };
+  callerId: string;
+  sipOutboundTrunkId: string | null;
+  http: { port: number; host: string };
+  controlApiKeys: readonly string[];
+  redisUrl: string | null;
+  logLevel: LevelWithSilent;
+  inspect: { enabled: boolean; port: number };
+  calls: {
+    ringTimeoutS: number;
+    maxDurationS: number;
+    endingGraceS: number;
+    agentGraceS: number;
+    maxDialAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+  };
+  retention: { finalCallsS: number; maxFinalCalls: number; maxEventsPerCall: number };
+  webhook: { maxBodyBytes: number; dedupSize: number };
+}
+
+export class ConfigurationError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`configuration error: ${variable} ${problem}`);
+    this.name = 'ConfigurationError';
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const E164 = /^\+[1-9]\d{6,14}$/;
+
+/** process.env over `.env_local` (the environment wins, so a deployment can override the file). */
+export function readEnvironment(env: Env = process.env, envFile = '.env_local'): Env {
+  if (!existsSync(envFile)) return env;
+  let fromFile: Env;
+  try {
+    fromFile = parseEnv(readFileSync(envFile, 'utf8'));
+  } catch (err) {
+    throw new ConfigurationError(envFile, `cannot be read: ${(err as Error).message}`);
+  }
+  return { ...fromFile, ...env };
+}
+
+function text(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === '' ? undefined : value;
+}
+
+function required(env: Env, name: string, what: string): string {
+  const value = text(env, name);
+  if (value === undefined) throw new ConfigurationError(name, `is required: ${what}`);
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^-?\d+$/.test(raw)) throw new ConfigurationError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigurationError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function flag(env: Env, name: string): boolean {
+  const raw = text(env, name)?.toLowerCase();
+  if (raw === undefined || ['0', 'false', 'no', 'off'].includes(raw)) return false;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  throw new ConfigurationError(name, `must be 1/true/yes/on or 0/false/no/off, got "${raw}"`);
+}
+
+function url(env: Env, name: string, schemes: readonly string[], what: string, isRequired: true): string;
+function url(env: Env, name: string, schemes: readonly string[], what: string, isRequired: false): string | null;
+function url(env: Env, name: string, schemes: readonly string[], what: string, isRequired: boolean): string | null {
+  const raw = isRequired ? required(env, name, what) : text(env, name);
+  if (raw === undefined) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigurationError(name, `is not a URL (${what})`);
+  }
+  if (!schemes.includes(parsed.protocol.replace(/:$/, ''))) {
+    throw new ConfigurationError(name, `must use ${schemes.join(', ')}, got "${parsed.protocol.replace(/:$/, '')}"`);
+  }
+  return raw;
+}
+
+export function loadConfig(env: Env): Config {
+  const livekitUrl = url(env, 'LIVEKIT_URL', ['http', 'https', 'ws', 'wss'], 'the LiveKit server URL, e.g. wss://example.livekit.cloud', true);
+  const apiKey = required(env, 'LIVEKIT_API_KEY', 'the LiveKit API key');
+  const apiSecret = required(env, 'LIVEKIT_API_SECRET', 'the LiveKit API secret');
+
+  const callerId = text(env, 'CALLER_ID') ?? '+3197010206472';
+  if (!E164.test(callerId)) throw new ConfigurationError('CALLER_ID', 'must be an E.164 number such as +3197010206472');
+
+  const logLevel = (text(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigurationError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+
+  const keys = (text(env, 'CONTROL_API_KEYS') ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter((key) => key !== '');
+  const shortKey = keys.find((key) => key.length < 16);
+  if (shortKey !== undefined) throw new ConfigurationError('CONTROL_API_KEYS', 'has a key shorter than 16 characters');
+
+  const retryBaseMs = integer(env, 'DIAL_RETRY_BASE_MS', 1000, 10, 600_000);
+
+  const config: Config = {
+    livekit: {
+      url: livekitUrl,
+      apiKey,
+      apiSecret,
+      requestTimeoutS: integer(env, 'LIVEKIT_REQUEST_TIMEOUT_S', 10, 1, 120),
+    },
+    callerId,
+    sipOutboundTrunkId: text(env, 'SIP_OUTBOUND_TRUNK_ID') ?? null,
+    http: {
+      port: integer(env, 'PORT', 8000, 0, 65535),
+      host: text(env, 'HOST') ?? '0.0.0.0',
+    },
+    controlApiKeys: Object.freeze(keys),
+    redisUrl: url(env, 'REDIS_URL', ['redis', 'rediss'], 'a Redis URL such as redis://127.0.0.1:6379', false),
+    logLevel: logLevel as LevelWithSilent,
+    inspect: { enabled: flag(env, 'INSPECT'), port: integer(env, 'INSPECT_PORT', 5678, 1, 65535) },
+    calls: {
+      ringTimeoutS: integer(env, 'RING_TIMEOUT_S', 30, 5, 600),
+      maxDurationS: integer(env, 'MAX_CALL_DURATION_S', 3600, 10, 86_400),
+      endingGraceS: integer(env, 'ENDING_GRACE_S', 10, 1, 300),
+      agentGraceS: integer(env, 'AGENT_GRACE_S', 5, 0, 300),
+      maxDialAttempts: integer(env, 'DIAL_MAX_ATTEMPTS', 3, 1, 10),
+      retryBaseMs,
+      retryMaxMs: integer(env, 'DIAL_RETRY_MAX_MS', 30_000, retryBaseMs, 3_600_000),
+    },
+    retention: {
+      finalCallsS: integer(env, 'CALL_RETENTION_S', 86_400, 60, 30 * 86_400),
+      maxFinalCalls: integer(env, 'MAX_RETAINED_CALLS', 10_000, 1, 10_000_000),
+      maxEventsPerCall: integer(env, 'MAX_EVENTS_PER_CALL', 1000, 16, 100_000),
+    },
+    webhook: {
+      maxBodyBytes: 1024 * 1024,
+      dedupSize: integer(env, 'WEBHOOK_DEDUP_SIZE', 100_000, 1000, 10_000_000),
+    },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The config as it may be logged: secrets and keys never appear. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    livekit_url: config.livekit.url,
+    livekit_api_key: config.livekit.apiKey,
+    caller_id: config.callerId,
+    sip_outbound_trunk_id: config.sipOutboundTrunkId,
+    port: config.http.port,
+    host: config.http.host,
+    control_api_keys: config.controlApiKeys.length,
+    store: config.redisUrl ? 'redis' : 'memory',
+    inspect: config.inspect.enabled,
+    calls: config.calls,
+  };
+}

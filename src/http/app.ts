@@ -1,0 +1,58 @@
+// The Koa application: building it is separate from listening, so tests drive
+// `app.callback()` with supertest and no socket.
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { CallStore } from '../calls/store.port.js';
+import type { WebhookIngest } from '../calls/webhook-ingest.js';
+import type { Logger } from '../obs/logger.js';
+import { bearerAuth } from './auth.js';
+import { callReadRoutes } from './calls.routes.js';
+import { Problem, problemMiddleware } from './problem.js';
+import { webhookRoutes } from './webhook.routes.js';
+
+export interface AppOptions {
+  store: CallStore;
+  ingest: WebhookIngest;
+  logger: Logger;
+  livekit: { apiKey: string; apiSecret: string };
+  controlApiKeys: readonly string[];
+  webhookMaxBodyBytes: number;
+}
+
+export function createApp(options: AppOptions): Koa {
+  const app = new Koa({ proxy: false });
+  // Errors are rendered by problemMiddleware and logged there; Koa's default logger stays quiet.
+  app.silent = true;
+  app.use(problemMiddleware(options.logger));
+
+  const open = new Router();
+  open.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  open.get('/readyz', async (ctx) => {
+    try {
+      await options.store.ping();
+    } catch {
+      throw new Problem(503, 'store_unavailable', 'Not ready', 'the call store cannot be reached');
+    }
+    ctx.body = { status: 'ready' };
+  });
+  app.use(open.routes());
+  app.use(
+    webhookRoutes({
+      apiKey: options.livekit.apiKey,
+      apiSecret: options.livekit.apiSecret,
+      maxBodyBytes: options.webhookMaxBodyBytes,
+      ingest: options.ingest,
+      logger: options.logger,
+    }).routes(),
+  );
+
+  // Every /v1 request needs a key, also one for a path that does not exist.
+  const auth = bearerAuth(options.controlApiKeys);
+  app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
+  const api = callReadRoutes(options.store);
+  app.use(api.routes());
+  app.use(api.allowedMethods({ throw: true }));
+  return app;
+}

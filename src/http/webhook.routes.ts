@@ -1,0 +1,72 @@
+// POST /webhook (SPEC §3): LiveKit's events, verified exactly as livekit-server-sdk's
+// WebhookReceiver verifies them, with the SDK's own TokenVerifier, then applied to calls.
+import { createHash } from 'node:crypto';
+import Router from '@koa/router';
+import { TokenVerifier, WebhookEvent } from 'livekit-server-sdk';
+import type { WebhookIngest } from '../calls/webhook-ingest.js';
+import { toIncomingWebhook } from '../livekit/webhook-event.js';
+import type { Logger } from '../obs/logger.js';
+import { Problem } from './problem.js';
+import { readRawBody } from './raw-body.js';
+
+export interface WebhookRouteOptions {
+  apiKey: string;
+  apiSecret: string;
+  maxBodyBytes: number;
+  ingest: WebhookIngest;
+  logger: Logger;
+}
+
+const ACCEPTED_TYPES = ['application/webhook+json', 'application/json'];
+
+/** Standard base64 of SHA-256 over the raw bytes: the `sha256` claim LiveKit signs. */
+function bodyHash(body: Buffer): string {
+  return createHash('sha256').update(body).digest('base64');
+}
+
+export function webhookRoutes(options: WebhookRouteOptions): Router {
+  const verifier = new TokenVerifier(options.apiKey, options.apiSecret);
+  const router = new Router();
+
+  router.post('/webhook', async (ctx) => {
+    if (!ctx.is(ACCEPTED_TYPES)) {
+      throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', `send ${ACCEPTED_TYPES.join(' or ')}`);
+    }
+    const token = ctx.get('authorization').trim();
+    if (!token) throw new Problem(401, 'webhook_unauthorized', 'Unauthorized', 'the Authorization header is missing');
+    const body = await readRawBody(ctx.req, options.maxBodyBytes);
+
+    let claims: { sha256?: unknown };
+    try {
+      claims = await verifier.verify(token);
+    } catch {
+      throw new Problem(401, 'webhook_unauthorized', 'Unauthorized', 'the webhook signature is not valid');
+    }
+    if (claims.sha256 !== bodyHash(body)) {
+      throw new Problem(401, 'webhook_body_mismatch', 'Unauthorized', 'the body does not match its signed sha256');
+    }
+
+    let event: WebhookEvent;
+    try {
+      event = WebhookEvent.fromJson(JSON.parse(body.toString('utf8')), { ignoreUnknownFields: true });
+    } catch {
+      throw new Problem(400, 'webhook_malformed', 'Malformed webhook', 'the body is not a LiveKit webhook event');
+    }
+    if (!event.event) throw new Problem(400, 'webhook_malformed', 'Malformed webhook', 'the event has no name');
+
+    const webhook = toIncomingWebhook(event);
+    try {
+      const result = await options.ingest.ingest(webhook);
+      options.logger.debug({ webhook_id: webhook.id, webhook_event: webhook.event, outcome: result.outcome, session_id: result.sessionId }, 'webhook');
+      ctx.status = 200;
+      ctx.body = { status: result.outcome, session_id: result.sessionId };
+    } catch (err) {
+      // LiveKit retries 5xx: the event was not applied, so it must come again.
+      options.logger.error({ err, webhook_id: webhook.id, webhook_event: webhook.event }, 'webhook could not be applied');
+      ctx.set('Retry-After', '1');
+      throw new Problem(503, 'webhook_not_applied', 'Service unavailable', 'the event could not be applied durably; retry');
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,39 @@
+// What the control plane asks of LiveKit (CP-02). The adapter in livekit.adapter.ts speaks
+// to a real server through livekit-server-sdk; errors reach callers as the SDK throws them,
+// and src/errors/classify.ts turns them into CP-04 categories.
+import type { ParticipantKind } from './webhook-event.js';
+
+export interface DialRequest {
+  trunkId: string;
+  to: string;
+  roomName: string;
+  fromNumber: string;
+  participantIdentity: string;
+  participantName?: string;
+  participantAttributes: Record<string, string>;
+  ringingTimeoutS: number;
+  maxCallDurationS: number;
+}
+
+export interface DialResult {
+  participantIdentity: string;
+  sipCallId: string | null;
+}
+
+export interface RoomParticipant {
+  identity: string;
+  sid: string;
+  kind: ParticipantKind;
+  attributes: Record<string, string>;
+}
+
+export interface LiveKitPort {
+  /** Places the SIP call and resolves when it is answered (`waitUntilAnswered`). */
+  dial(request: DialRequest): Promise<DialResult>;
+  dispatchAgent(roomName: string, agentName: string, metadata: string): Promise<void>;
+  /** Ends the call for everyone; resolves also when the room is already gone. */
+  deleteRoom(roomName: string): Promise<void>;
+  transfer(roomName: string, participantIdentity: string, transferTo: string): Promise<void>;
+  listParticipants(roomName: string): Promise<RoomParticipant[]>;
+  listRooms(): Promise<{ name: string; sid: string }[]>;
+}

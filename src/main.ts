@@ -1,0 +1,57 @@
+// The production entry point (`npm start`): config → logger → LiveKit → service → listen.
+// SIGTERM/SIGINT stop taking requests, let in-flight events finish, then exit.
+import { createServer } from 'node:http';
+import { ConfigurationError, describeConfig, loadConfig, readEnvironment, type Config } from './config.js';
+import { startInspector } from './inspector.js';
+import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
+import { createLogger } from './obs/logger.js';
+import { createService } from './service.js';
+
+let config: Config;
+try {
+  config = loadConfig(readEnvironment());
+} catch (err) {
+  if (err instanceof ConfigurationError) {
+    console.error(err.message);
+    process.exit(78); // EX_CONFIG
+  }
+  throw err;
+}
+
+const logger = createLogger({ level: config.logLevel });
+if (config.redisUrl) {
+  logger.fatal({ variable: 'REDIS_URL' }, 'REDIS_URL is set, but this build has only the embedded in-memory store; unset REDIS_URL');
+  process.exit(78);
+}
+
+const inspector = config.inspect.enabled ? await startInspector(config.inspect.port, logger) : null;
+const service = createService({
+  config,
+  logger,
+  livekit: createLiveKitAdapter({ ...config.livekit }),
+  inspect: inspector?.inspect,
+});
+if (config.controlApiKeys.length === 0) {
+  logger.warn('CONTROL_API_KEYS is empty: the Control API answers 401 to every request');
+}
+
+const server = createServer(service.app.callback());
+server.listen(config.http.port, config.http.host, () => {
+  logger.info({ config: describeConfig(config) }, `control plane listening on http://${config.http.host}:${config.http.port}`);
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'shutting down: no new requests, finishing in-flight events');
+  server.close();
+  server.closeIdleConnections();
+  await service.close();
+  await inspector?.stop();
+  logger.info('stopped');
+  logger.flush();
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

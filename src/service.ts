@@ -1,0 +1,112 @@
+// Assembles the service from its parts: store → runtime → LiveKit commands → webhook ingest →
+// HTTP app. main.ts, the demo and the tests all build the service here.
+import { randomUUID } from 'node:crypto';
+import type Koa from 'koa';
+import type { InspectionEvent } from 'xstate';
+import type { CallSettings } from '../machines/call.types.js';
+import { createCommandRunner } from './calls/call-commands.js';
+import { CallRuntime } from './calls/call-runtime.js';
+import { MemoryCallStore } from './calls/memory.store.js';
+import type { CallStore } from './calls/store.port.js';
+import { createTimerScheduler, systemClock, type Clock, type Scheduler } from './calls/timers.js';
+import { createWebhookIngest } from './calls/webhook-ingest.js';
+import type { Config } from './config.js';
+import { createApp } from './http/app.js';
+import type { LiveKitPort } from './livekit/livekit.port.js';
+import { createEventBus, type EventBus } from './obs/event-bus.js';
+import type { Logger } from './obs/logger.js';
+
+export interface ServiceDeps {
+  config: Config;
+  logger: Logger;
+  livekit: LiveKitPort;
+  store?: CallStore;
+  clock?: Clock;
+  scheduler?: Scheduler;
+  newId?: () => string;
+  random?: () => number;
+  inspect?: (event: InspectionEvent) => void;
+}
+
+export interface Service {
+  app: Koa;
+  runtime: CallRuntime;
+  store: CallStore;
+  bus: EventBus;
+  /** Resolves once every queued event and LiveKit command has finished. */
+  settled(): Promise<void>;
+  /** Finishes in-flight events and stops every actor and timer. */
+  close(): Promise<void>;
+}
+
+export function callSettings(config: Config): CallSettings {
+  return {
+    ringTimeoutS: config.calls.ringTimeoutS,
+    maxDurationS: config.calls.maxDurationS,
+    endingGraceS: config.calls.endingGraceS,
+    agentGraceS: config.calls.agentGraceS,
+    maxDialAttempts: config.calls.maxDialAttempts,
+  };
+}
+
+export function createService(deps: ServiceDeps): Service {
+  const { config, logger } = deps;
+  const clock = deps.clock ?? systemClock;
+  const store =
+    deps.store ??
+    new MemoryCallStore({
+      retentionMs: config.retention.finalCallsS * 1000,
+      maxFinalCalls: config.retention.maxFinalCalls,
+      webhookDedupSize: config.webhook.dedupSize,
+      maxEventsPerCall: config.retention.maxEventsPerCall,
+      now: () => clock.now(),
+    });
+  const bus = createEventBus((err) => logger.error({ err }, 'event stream subscriber failed'));
+  const runtime = new CallRuntime({
+    store,
+    bus,
+    logger,
+    clock,
+    scheduler: deps.scheduler ?? createTimerScheduler(clock),
+    newId: deps.newId ?? randomUUID,
+    inspect: deps.inspect,
+  });
+  const commands = createCommandRunner({
+    runtime,
+    livekit: deps.livekit,
+    logger,
+    random: deps.random,
+    outbound: {
+      trunkId: config.sipOutboundTrunkId,
+      callerId: config.callerId,
+      retryBaseMs: config.calls.retryBaseMs,
+      retryMaxMs: config.calls.retryMaxMs,
+    },
+  });
+  runtime.setCommandRunner(commands);
+  const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
+  const app = createApp({
+    store,
+    ingest,
+    logger,
+    livekit: { apiKey: config.livekit.apiKey, apiSecret: config.livekit.apiSecret },
+    controlApiKeys: config.controlApiKeys,
+    webhookMaxBodyBytes: config.webhook.maxBodyBytes,
+  });
+
+  const settled = async (): Promise<void> => {
+    await runtime.serialize('__settle__', async () => undefined);
+    await commands.inFlight();
+  };
+  return {
+    app,
+    runtime,
+    store,
+    bus,
+    settled,
+    async close() {
+      await commands.inFlight();
+      await runtime.stop();
+    },
+  };
+}

@@ -1,0 +1,769 @@
+// A protocol-faithful stand-in for LiveKit's Twirp API (the real server cannot run here).
+//
+// Wire behaviour, as livekit-server and the Go Twirp runtime answer:
+// - `POST /twirp/livekit.<Service>/<Method>`, JSON bodies; answers `Content-Type: application/json`
+//   exactly, success bodies in snake_case with every scalar field present (protojson with
+//   EmitUnpopulated + proto names), errors as `{code, msg, meta?}` with Twirp's HTTP status.
+// - Authentication runs before routing, like LiveKit's API-key middleware, and its failures are
+//   NOT Twirp errors: HTTP 401 with a text/plain message (the SDK yields a ServerError whose `code`
+//   is undefined). A token that verifies but lacks a grant fails inside the service with the Twirp
+//   error `unauthenticated` (401, "permissions denied"): LiveKit's twirpAuthError, not permission_denied.
+// - A path outside the known services gets the Go mux's plain `404 page not found`; a known service
+//   answers a non-POST, a wrong content type or an unknown method with Twirp `bad_route` (404).
+//
+// Simulated world (the default behaviour, replaceable per method with script()/setHandler()):
+// rooms and participants kept in memory, and, when `webhookUrl` is given, the webhooks LiveKit would
+// send for each change, queued per room through the webhook sender. See `LiveKitStandIn` for the
+// helpers that drive the world from tests. Rooms never close on their own (no empty/departure
+// timeout): call finishRoom().
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { JsonValue } from '@bufbuild/protobuf';
+import { decodeJwt } from 'jose';
+import {
+  AgentDispatch,
+  AgentDispatchState,
+  Codec,
+  ListAgentDispatchResponse,
+  ListParticipantsResponse,
+  ListRoomsResponse,
+  ParticipantInfo,
+  Room,
+  SIPParticipantInfo,
+} from '@livekit/protocol';
+import { TokenVerifier, type ClaimGrants } from 'livekit-server-sdk';
+import { createWebhookSender, type WebhookSender } from './webhook-sender.js';
+import {
+  audioTrack,
+  newId,
+  sipParticipant,
+  webhookEvents,
+  type ParticipantJson,
+  type RoomJson,
+  type WebhookEventJson,
+} from './webhook-events.js';
+
+export interface TwirpErrorReply {
+  code: string;
+  msg: string;
+  meta?: Record<string, string>;
+  /** defaults from Twirp's code → HTTP table */
+  status?: number;
+}
+
+export type Reply =
+  | { ok: Record<string, unknown> }
+  | { error: TwirpErrorReply }
+  | { reset: true }
+  | { hang: true }
+  | { raw: { status: number; contentType: string; body: string } };
+
+export type Behaviour = Reply & { delayMs?: number };
+
+export type Handler = (req: RecordedRequest, standIn: LiveKitStandIn) => Behaviour | Promise<Behaviour>;
+
+export interface RecordedRequest {
+  /** `SIP`, `RoomService`, `AgentDispatchService`, or whatever the path named ('' when unparsable) */
+  service: string;
+  method: string;
+  /** the JSON body exactly as sent (the SDK sends camelCase); {} when absent or unparsable */
+  body: Record<string, unknown>;
+  /** verified JWT claims; {} when the token was missing or rejected */
+  claims: Record<string, unknown>;
+  /** `X-Livekit-Request-Id`: the SDK keeps it across its own retries */
+  requestId: string | null;
+  at: number;
+}
+
+export interface StandInOptions {
+  apiKey?: string;
+  apiSecret?: string;
+  /** when set, the simulated server sends webhooks here */
+  webhookUrl?: string;
+  webhookRetryDelaysMs?: number[];
+  port?: number;
+}
+
+export interface SimDispatch {
+  id: string;
+  agentName: string;
+  room: string;
+  metadata: string;
+  /** ms since the epoch */
+  createdAt: number;
+}
+
+export interface SimRoom {
+  sid: string;
+  name: string;
+  /** seconds */
+  creationTime: number;
+  creationTimeMs: number;
+  emptyTimeout: number;
+  departureTimeout: number;
+  maxParticipants: number;
+  metadata: string;
+  /** by identity, stored as webhook-shaped protobuf JSON (see webhook-events.ts) */
+  participants: Map<string, ParticipantJson>;
+  dispatches: Map<string, SimDispatch>;
+}
+
+export interface LiveKitStandIn {
+  /** http://127.0.0.1:<port>, usable as LIVEKIT_URL for the SDK clients */
+  readonly url: string;
+  readonly apiKey: string;
+  readonly apiSecret: string;
+  /** every request under /twirp, in arrival order */
+  readonly requests: RecordedRequest[];
+  requestsFor(method: string): RecordedRequest[];
+  /** one-shot replies, consumed FIFO before the handler / default behaviour (after auth and grant checks) */
+  script(method: string, ...replies: Behaviour[]): void;
+  /** replace (or restore with undefined) the default behaviour; also makes an unknown method routable */
+  setHandler(method: string, handler: Handler | undefined): void;
+  /** the simulated default behaviour for a request (mutates the world and sends webhooks); for handlers that wrap it */
+  simulate(req: RecordedRequest): Promise<Behaviour>;
+  readonly rooms: Map<string, SimRoom>;
+  /** present when webhookUrl was given */
+  readonly webhooks: WebhookSender | undefined;
+
+  /** create the room if absent (room_started) and return it */
+  createRoom(roomName: string): SimRoom;
+  /**
+   * Add a participant (creating the room if needed) and send participant_joined, then
+   * track_published per track; a SIP participant without tracks gets a microphone track.
+   * An identity already present is first disconnected with DUPLICATE_IDENTITY, as LiveKit does.
+   */
+  joinParticipant(roomName: string, participant: ParticipantJson): ParticipantJson;
+  /** track_unpublished per track, then participant_left with `reason` (a DisconnectReason name; omitted = UNKNOWN) */
+  leaveParticipant(roomName: string, identity: string, reason?: string): ParticipantJson | undefined;
+  /** every participant leaves with `reason` (default ROOM_CLOSED), then room_finished */
+  finishRoom(roomName: string, reason?: string): boolean;
+  /** change attributes (empty value deletes) without any webhook: LiveKit has none for attributes */
+  setAttributes(roomName: string, identity: string, attributes: Record<string, string>): ParticipantJson | undefined;
+
+  close(): Promise<void>;
+}
+
+export const DEFAULT_API_KEY = 'devkey';
+export const DEFAULT_API_SECRET = 'stand-in-dev-secret-0123456789abcdef';
+
+const TWIRP_STATUS: Record<string, number> = {
+  canceled: 408,
+  invalid_argument: 400,
+  malformed: 400,
+  deadline_exceeded: 408,
+  not_found: 404,
+  bad_route: 404,
+  already_exists: 409,
+  permission_denied: 403,
+  unauthenticated: 401,
+  resource_exhausted: 429,
+  failed_precondition: 412,
+  aborted: 409,
+  out_of_range: 400,
+  unimplemented: 501,
+  internal: 500,
+  unavailable: 503,
+  dataloss: 500,
+  unknown: 500,
+};
+
+export function twirpStatus(code: string): number {
+  return TWIRP_STATUS[code] ?? 500;
+}
+
+// What the real server emits: protojson with EmitUnpopulated and proto (snake_case) names.
+const TWIRP_JSON = { emitDefaultValues: true, useProtoFieldName: true } as const;
+
+type Body = Record<string, unknown>;
+type Claims = ClaimGrants;
+type GrantCheck = (claims: Claims, body: Body) => boolean;
+
+const SERVICES = new Set(['SIP', 'RoomService', 'AgentDispatchService']);
+
+// The grant each simulated method demands, per livekit-server's Ensure*Permission calls and the
+// tokens the SDK mints (SipClient: createSipParticipant sends only sip.call; transfer adds roomAdmin + room).
+const canCall: GrantCheck = (c) => c.sip?.call === true;
+const canCreate: GrantCheck = (c) => c.video?.roomCreate === true;
+const canList: GrantCheck = (c) => c.video?.roomList === true;
+const adminOf =
+  (field: string): GrantCheck =>
+  (c, body) =>
+    c.video?.roomAdmin === true && (c.video.room ?? '') === str(body, field);
+
+const GRANTS: Record<string, GrantCheck> = {
+  CreateSIPParticipant: canCall,
+  TransferSIPParticipant: (c, b) => canCall(c, b) && adminOf('room_name')(c, b),
+  CreateRoom: canCreate,
+  DeleteRoom: canCreate,
+  ListRooms: canList,
+  ListParticipants: adminOf('room'),
+  GetParticipant: adminOf('room'),
+  RemoveParticipant: adminOf('room'),
+  UpdateParticipant: adminOf('room'),
+  CreateDispatch: adminOf('room'),
+  ListDispatch: adminOf('room'),
+  DeleteDispatch: adminOf('room'),
+};
+
+const METHOD_SERVICE: Record<string, string> = {
+  CreateSIPParticipant: 'SIP',
+  TransferSIPParticipant: 'SIP',
+  CreateRoom: 'RoomService',
+  DeleteRoom: 'RoomService',
+  ListRooms: 'RoomService',
+  ListParticipants: 'RoomService',
+  GetParticipant: 'RoomService',
+  RemoveParticipant: 'RoomService',
+  UpdateParticipant: 'RoomService',
+  CreateDispatch: 'AgentDispatchService',
+  ListDispatch: 'AgentDispatchService',
+  DeleteDispatch: 'AgentDispatchService',
+};
+
+function camelCase(snake: string): string {
+  return snake.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+// The server accepts both proto names and JSON names (the SDK sends the latter).
+function field(body: Body, snake: string): unknown {
+  return body[snake] ?? body[camelCase(snake)];
+}
+
+function str(body: Body, snake: string): string {
+  const value = field(body, snake);
+  return typeof value === 'string' ? value : '';
+}
+
+function num(body: Body, snake: string): number {
+  const value = Number(field(body, snake) ?? 0);
+  return Number.isFinite(value) ? value : 0;
+}
+
+function stringMap(body: Body, snake: string): Record<string, string> {
+  const value = field(body, snake);
+  if (!value || typeof value !== 'object') return {};
+  return Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}
+
+const twirpError = (code: string, msg: string, meta?: Record<string, string>): Behaviour => ({
+  error: { code, msg, ...(meta ? { meta } : {}) },
+});
+
+const ok = (body: Record<string, unknown>): Behaviour => ({ ok: body });
+
+// ---------------------------------------------------------------------------------------------
+// Simulated world
+
+interface World {
+  rooms: Map<string, SimRoom>;
+  createRoom(name: string, settings?: Partial<SimRoom>): SimRoom;
+  join(room: SimRoom, participant: ParticipantJson, joinedView?: ParticipantJson): ParticipantJson;
+  leave(room: SimRoom, identity: string, reason?: string): ParticipantJson | undefined;
+  finish(name: string, reason: string): boolean;
+}
+
+// Builder output is plain JSON; the index signatures just hide that from the type checker.
+const asJson = (value: object): JsonValue => value as JsonValue;
+
+// Stored participants go through the protocol so a malformed one fails at once, not in a receiver.
+function normalizeParticipant(p: ParticipantJson): ParticipantJson {
+  return ParticipantInfo.fromJson(asJson(p)).toJson() as ParticipantJson;
+}
+
+// LiveKit's default codec list, reported on every room.
+const ENABLED_CODECS = ['audio/opus', 'audio/red', 'video/VP8', 'video/H264', 'video/VP9', 'video/AV1'];
+
+function roomMessage(room: SimRoom): Room {
+  return new Room({
+    sid: room.sid,
+    name: room.name,
+    emptyTimeout: room.emptyTimeout,
+    departureTimeout: room.departureTimeout,
+    maxParticipants: room.maxParticipants,
+    creationTime: BigInt(room.creationTime),
+    creationTimeMs: BigInt(room.creationTimeMs),
+    enabledCodecs: ENABLED_CODECS.map((mime) => new Codec({ mime })),
+    metadata: room.metadata,
+    numParticipants: room.participants.size,
+  });
+}
+
+function roomWebhookJson(room: SimRoom): RoomJson {
+  return roomMessage(room).toJson() as RoomJson;
+}
+
+function roomTwirpJson(room: SimRoom): Record<string, unknown> {
+  return roomMessage(room).toJson(TWIRP_JSON) as Record<string, unknown>;
+}
+
+function participantTwirpJson(p: ParticipantJson): Record<string, unknown> {
+  return ParticipantInfo.fromJson(asJson(p)).toJson(TWIRP_JSON) as Record<string, unknown>;
+}
+
+function createWorld(emit: (event: WebhookEventJson) => void): World {
+  const rooms = new Map<string, SimRoom>();
+
+  function createRoom(name: string, settings: Partial<SimRoom> = {}): SimRoom {
+    const existing = rooms.get(name);
+    if (existing) return existing;
+    const nowMs = Date.now();
+    const room: SimRoom = {
+      sid: newId('RM_'),
+      name,
+      creationTime: Math.floor(nowMs / 1000),
+      creationTimeMs: nowMs,
+      emptyTimeout: 300,
+      departureTimeout: 20,
+      maxParticipants: 0,
+      metadata: '',
+      ...settings,
+      participants: new Map(),
+      dispatches: new Map(),
+    };
+    rooms.set(name, room);
+    emit(webhookEvents.roomStarted(roomWebhookJson(room)));
+    return room;
+  }
+
+  function leave(room: SimRoom, identity: string, reason?: string): ParticipantJson | undefined {
+    const participant = room.participants.get(identity);
+    if (!participant) return undefined;
+    room.participants.delete(identity);
+    const roomJson = roomWebhookJson(room);
+    for (const track of participant.tracks ?? []) emit(webhookEvents.trackUnpublished(roomJson, participant, track));
+    const left = webhookEvents.participantLeft(roomJson, participant, reason);
+    emit(left);
+    return left.participant;
+  }
+
+  // `joinedView` lets a caller report a different snapshot in participant_joined than what is
+  // stored afterwards (an outbound SIP call joins while `dialing`, then is answered).
+  function join(room: SimRoom, participant: ParticipantJson, joinedView?: ParticipantJson): ParticipantJson {
+    if (room.participants.has(participant.identity)) leave(room, participant.identity, 'DUPLICATE_IDENTITY');
+    const stored = normalizeParticipant(participant);
+    room.participants.set(stored.identity, stored);
+    const roomJson = roomWebhookJson(room);
+    emit(webhookEvents.participantJoined(roomJson, normalizeParticipant(joinedView ?? stored)));
+    for (const track of stored.tracks ?? []) emit(webhookEvents.trackPublished(roomJson, stored, track));
+    return stored;
+  }
+
+  function finish(name: string, reason: string): boolean {
+    const room = rooms.get(name);
+    if (!room) return false;
+    for (const identity of [...room.participants.keys()]) leave(room, identity, reason);
+    rooms.delete(name);
+    emit(webhookEvents.roomFinished(roomWebhookJson(room)));
+    return true;
+  }
+
+  return { rooms, createRoom, join, leave, finish };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Default behaviour per method
+
+type Simulation = (body: Body, world: World) => Behaviour;
+
+function participantOf(world: World, body: Body): ParticipantJson | undefined {
+  return world.rooms.get(str(body, 'room'))?.participants.get(str(body, 'identity'));
+}
+
+const participantNotFound = () => twirpError('not_found', 'participant not found');
+
+function createSipParticipant(body: Body, world: World): Behaviour {
+  const roomName = str(body, 'room_name');
+  const callTo = str(body, 'sip_call_to');
+  const trunkId = str(body, 'sip_trunk_id');
+  if (!trunkId && !field(body, 'trunk')) return twirpError('invalid_argument', 'missing sip trunk id');
+  if (!callTo) return twirpError('invalid_argument', 'missing sip call to');
+  if (!roomName) return twirpError('invalid_argument', 'missing room name');
+  const room = world.createRoom(roomName);
+  const dialing = sipParticipant({
+    phoneNumber: callTo,
+    trunkPhoneNumber: str(body, 'sip_number') || undefined,
+    callStatus: 'dialing',
+    identity: str(body, 'participant_identity') || `sip_${callTo}`,
+    name: str(body, 'participant_name') || undefined,
+    trunkId: trunkId || undefined,
+  });
+  dialing.attributes = { ...stringMap(body, 'participant_attributes'), ...dialing.attributes };
+  const metadata = str(body, 'participant_metadata');
+  if (metadata) dialing.metadata = metadata;
+  // The SIP participant joins and publishes before the INVITE goes out; the default callee answers at once.
+  const answered: ParticipantJson = {
+    ...dialing,
+    tracks: [audioTrack()],
+    attributes: { ...dialing.attributes, 'sip.callStatus': 'active' },
+  };
+  const stored = world.join(room, answered, dialing);
+  return ok(
+    new SIPParticipantInfo({
+      participantId: stored.sid,
+      participantIdentity: stored.identity,
+      roomName,
+      sipCallId: stored.attributes?.['sip.callID'] ?? '',
+    }).toJson(TWIRP_JSON) as Record<string, unknown>,
+  );
+}
+
+function transferSipParticipant(body: Body, world: World): Behaviour {
+  const roomName = str(body, 'room_name');
+  const identity = str(body, 'participant_identity');
+  if (!roomName) return twirpError('invalid_argument', 'Missing room name');
+  if (!identity) return twirpError('invalid_argument', 'Missing participant identity');
+  const participant = world.rooms.get(roomName)?.participants.get(identity);
+  if (!participant) return participantNotFound();
+  if (!participant.attributes?.['sip.callID']) {
+    return twirpError('invalid_argument', 'no SIP session associated with participant');
+  }
+  // The participant stays: the caller decides (leaveParticipant) when the transferred leg goes.
+  return ok({});
+}
+
+function createRoom(body: Body, world: World): Behaviour {
+  const name = str(body, 'name');
+  if (!name) return twirpError('invalid_argument', 'room name is required');
+  const settings: Partial<SimRoom> = { metadata: str(body, 'metadata') };
+  if (num(body, 'empty_timeout')) settings.emptyTimeout = num(body, 'empty_timeout');
+  if (num(body, 'departure_timeout')) settings.departureTimeout = num(body, 'departure_timeout');
+  if (num(body, 'max_participants')) settings.maxParticipants = num(body, 'max_participants');
+  return ok(roomTwirpJson(world.createRoom(name, settings)));
+}
+
+// livekit-server loads the room first and passes its ErrRoomNotFound through: not_found for a missing room.
+function deleteRoom(body: Body, world: World): Behaviour {
+  return world.finish(str(body, 'room'), 'ROOM_DELETED') ? ok({}) : twirpError('not_found', 'room not found');
+}
+
+function listRooms(body: Body, world: World): Behaviour {
+  const names = field(body, 'names');
+  const wanted = Array.isArray(names) && names.length > 0 ? new Set(names) : undefined;
+  const rooms = [...world.rooms.values()].filter((r) => !wanted || wanted.has(r.name));
+  return ok(new ListRoomsResponse({ rooms: rooms.map(roomMessage) }).toJson(TWIRP_JSON) as Record<string, unknown>);
+}
+
+function listParticipants(body: Body, world: World): Behaviour {
+  const participants = [...(world.rooms.get(str(body, 'room'))?.participants.values() ?? [])];
+  return ok(
+    new ListParticipantsResponse({
+      participants: participants.map((p) => ParticipantInfo.fromJson(asJson(p))),
+    }).toJson(TWIRP_JSON) as Record<string, unknown>,
+  );
+}
+
+function getParticipant(body: Body, world: World): Behaviour {
+  const participant = participantOf(world, body);
+  return participant ? ok(participantTwirpJson(participant)) : participantNotFound();
+}
+
+function removeParticipant(body: Body, world: World): Behaviour {
+  const room = world.rooms.get(str(body, 'room'));
+  const left = room && world.leave(room, str(body, 'identity'), 'PARTICIPANT_REMOVED');
+  return left ? ok({}) : participantNotFound();
+}
+
+function applyAttributes(target: Record<string, string>, changes: Record<string, string>): Record<string, string> {
+  const next = { ...target };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === '') delete next[key];
+    else next[key] = value;
+  }
+  return next;
+}
+
+function updateParticipant(body: Body, world: World): Behaviour {
+  const participant = participantOf(world, body);
+  if (!participant) return participantNotFound();
+  const metadata = str(body, 'metadata');
+  const name = str(body, 'name');
+  if (metadata) participant.metadata = metadata;
+  if (name) participant.name = name;
+  participant.attributes = applyAttributes(participant.attributes ?? {}, stringMap(body, 'attributes'));
+  return ok(participantTwirpJson(participant));
+}
+
+function dispatchJson(d: SimDispatch): AgentDispatch {
+  return new AgentDispatch({
+    id: d.id,
+    agentName: d.agentName,
+    room: d.room,
+    metadata: d.metadata,
+    // LiveKit reports dispatch times in nanoseconds
+    state: new AgentDispatchState({ createdAt: BigInt(d.createdAt) * 1_000_000n }),
+  });
+}
+
+// Only records the dispatch: an agent joins when a test calls joinParticipant(room, agentParticipant()).
+function createDispatch(body: Body, world: World): Behaviour {
+  if (!str(body, 'room')) return twirpError('invalid_argument', 'room is required');
+  if (!str(body, 'agent_name')) return twirpError('invalid_argument', 'agent name is required');
+  const room = world.createRoom(str(body, 'room'));
+  const dispatch: SimDispatch = {
+    id: newId('AD_'),
+    agentName: str(body, 'agent_name'),
+    room: room.name,
+    metadata: str(body, 'metadata'),
+    createdAt: Date.now(),
+  };
+  room.dispatches.set(dispatch.id, dispatch);
+  return ok(dispatchJson(dispatch).toJson(TWIRP_JSON) as Record<string, unknown>);
+}
+
+function listDispatch(body: Body, world: World): Behaviour {
+  const id = str(body, 'dispatch_id');
+  const all = [...(world.rooms.get(str(body, 'room'))?.dispatches.values() ?? [])];
+  const dispatches = all.filter((d) => !id || d.id === id).map(dispatchJson);
+  return ok(
+    new ListAgentDispatchResponse({ agentDispatches: dispatches }).toJson(TWIRP_JSON) as Record<string, unknown>,
+  );
+}
+
+function deleteDispatch(body: Body, world: World): Behaviour {
+  const dispatches = world.rooms.get(str(body, 'room'))?.dispatches;
+  const dispatch = dispatches?.get(str(body, 'dispatch_id'));
+  if (!dispatches || !dispatch) return twirpError('not_found', 'dispatch not found');
+  dispatches.delete(dispatch.id);
+  return ok(dispatchJson(dispatch).toJson(TWIRP_JSON) as Record<string, unknown>);
+}
+
+const SIMULATIONS: Record<string, Simulation> = {
+  CreateSIPParticipant: createSipParticipant,
+  TransferSIPParticipant: transferSipParticipant,
+  CreateRoom: createRoom,
+  DeleteRoom: deleteRoom,
+  ListRooms: listRooms,
+  ListParticipants: listParticipants,
+  GetParticipant: getParticipant,
+  RemoveParticipant: removeParticipant,
+  UpdateParticipant: updateParticipant,
+  CreateDispatch: createDispatch,
+  ListDispatch: listDispatch,
+  DeleteDispatch: deleteDispatch,
+};
+
+// ---------------------------------------------------------------------------------------------
+// HTTP plumbing
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseJsonObject(text: string): Body | undefined {
+  if (text.trim() === '') return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Body) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  // writeHead(status) without a reason lets Node send the standard status text: the SDK names its error after it.
+  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendTwirpError(res: ServerResponse, error: TwirpErrorReply): void {
+  const body: Record<string, unknown> = { code: error.code, msg: error.msg };
+  if (error.meta && Object.keys(error.meta).length > 0) body.meta = error.meta;
+  send(res, error.status ?? twirpStatus(error.code), 'application/json', JSON.stringify(body));
+}
+
+const badRoute = (msg: string, req: IncomingMessage, path: string): TwirpErrorReply => ({
+  code: 'bad_route',
+  msg,
+  meta: { twirp_invalid_route: `${req.method} ${path}` },
+});
+
+type AuthOutcome = { claims: Claims } | { failure: string } | { anonymous: true };
+
+// LiveKit's API-key middleware; its failures are plain-text 401s, not Twirp errors.
+async function authenticate(header: string | undefined, apiKey: string, apiSecret: string): Promise<AuthOutcome> {
+  if (!header) return { anonymous: true };
+  if (!header.startsWith('Bearer ')) return { failure: 'invalid authorization header. Must start with Bearer ' };
+  const token = header.slice('Bearer '.length);
+  let issuer: string | undefined;
+  try {
+    issuer = decodeJwt(token).iss;
+  } catch {
+    return { failure: 'invalid authorization token' };
+  }
+  if (issuer !== apiKey) return { failure: `invalid API key: ${issuer ?? ''}` };
+  try {
+    return { claims: await new TokenVerifier(apiKey, apiSecret).verify(token) };
+  } catch (error) {
+    return { failure: `invalid token: ${token}, error: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+function isJsonContentType(header: string | undefined): boolean {
+  return (header ?? '').split(';')[0]?.trim().toLowerCase() === 'application/json';
+}
+
+export async function startLiveKitStandIn(options: StandInOptions = {}): Promise<LiveKitStandIn> {
+  const apiKey = options.apiKey ?? DEFAULT_API_KEY;
+  const apiSecret = options.apiSecret ?? DEFAULT_API_SECRET;
+  const webhooks = options.webhookUrl
+    ? createWebhookSender({ url: options.webhookUrl, apiKey, apiSecret, retryDelaysMs: options.webhookRetryDelaysMs })
+    : undefined;
+  const world = createWorld((event) => void webhooks?.send(event));
+  const requests: RecordedRequest[] = [];
+  const scripts = new Map<string, Behaviour[]>();
+  const handlers = new Map<string, Handler>();
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  let closed = false;
+
+  function wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        resolve();
+      }, ms);
+      timers.add(timer);
+    });
+  }
+
+  async function simulate(req: RecordedRequest): Promise<Behaviour> {
+    const simulation = SIMULATIONS[req.method];
+    if (!simulation) return twirpError('unimplemented', `the stand-in does not simulate ${req.method}`);
+    return simulation(req.body, world);
+  }
+
+  async function behaviourFor(req: RecordedRequest): Promise<Behaviour> {
+    const scripted = scripts.get(req.method)?.shift();
+    if (scripted) return scripted;
+    const handler = handlers.get(req.method);
+    try {
+      return handler ? await handler(req, standIn) : await simulate(req);
+    } catch (error) {
+      return twirpError('internal', error instanceof Error ? error.message : String(error));
+    }
+  }
+
+  function reply(req: IncomingMessage, res: ServerResponse, behaviour: Behaviour): void {
+    if ('ok' in behaviour) send(res, 200, 'application/json', JSON.stringify(behaviour.ok));
+    else if ('error' in behaviour) sendTwirpError(res, behaviour.error);
+    else if ('raw' in behaviour) send(res, behaviour.raw.status, behaviour.raw.contentType, behaviour.raw.body);
+    else if ('reset' in behaviour) req.socket.destroy();
+    // `hang`: leave the response open; close() destroys the socket.
+  }
+
+  function record(req: IncomingMessage, path: string, body: Body | undefined): RecordedRequest {
+    const match = /^\/twirp\/livekit\.([^/]+)\/([^/]+)$/.exec(path);
+    const requestId = req.headers['x-livekit-request-id'];
+    const recorded: RecordedRequest = {
+      service: match?.[1] ?? '',
+      method: match?.[2] ?? '',
+      body: body ?? {},
+      claims: {},
+      requestId: typeof requestId === 'string' ? requestId : null,
+      at: Date.now(),
+    };
+    requests.push(recorded);
+    return recorded;
+  }
+
+  // The same checks, in the same order, as LiveKit: auth middleware, mux, Twirp routing, decoding, grants.
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://stand-in').pathname;
+    const text = await readBody(req);
+    const body = parseJsonObject(text);
+    const recorded = path.startsWith('/twirp/') ? record(req, path, body) : undefined;
+
+    const auth = await authenticate(req.headers.authorization, apiKey, apiSecret);
+    if ('failure' in auth) return send(res, 401, 'text/plain; charset=utf-8', auth.failure);
+    const claims: Claims = 'claims' in auth ? auth.claims : {};
+    if (recorded) recorded.claims = claims as Record<string, unknown>;
+
+    if (!recorded || !SERVICES.has(recorded.service)) {
+      return send(res, 404, 'text/plain; charset=utf-8', '404 page not found\n');
+    }
+    if (req.method !== 'POST') {
+      return sendTwirpError(res, badRoute(`unsupported method "${req.method}" (only POST is allowed)`, req, path));
+    }
+    if (!isJsonContentType(req.headers['content-type'])) {
+      const msg = `unexpected Content-Type: "${req.headers['content-type'] ?? ''}" (the stand-in speaks JSON only)`;
+      return sendTwirpError(res, badRoute(msg, req, path));
+    }
+    const known = METHOD_SERVICE[recorded.method] === recorded.service;
+    const routable = known || handlers.has(recorded.method) || (scripts.get(recorded.method)?.length ?? 0) > 0;
+    if (!routable) return sendTwirpError(res, badRoute(`no handler for path "${path}"`, req, path));
+    if (!body) return sendTwirpError(res, { code: 'malformed', msg: 'the json request could not be decoded' });
+    const grant = known ? GRANTS[recorded.method] : undefined;
+    if (grant && !grant(claims, body)) return sendTwirpError(res, { code: 'unauthenticated', msg: 'permissions denied' });
+
+    const behaviour = await behaviourFor(recorded);
+    if (behaviour.delayMs) await wait(behaviour.delayMs);
+    if (!closed) reply(req, res, behaviour);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent || closed) return;
+      sendTwirpError(res, { code: 'internal', msg: error instanceof Error ? error.message : String(error) });
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+
+  const standIn: LiveKitStandIn = {
+    url: `http://127.0.0.1:${port}`,
+    apiKey,
+    apiSecret,
+    requests,
+    requestsFor: (method) => requests.filter((r) => r.method === method),
+    script(method, ...replies) {
+      scripts.set(method, [...(scripts.get(method) ?? []), ...replies]);
+    },
+    setHandler(method, handler) {
+      if (handler) handlers.set(method, handler);
+      else handlers.delete(method);
+    },
+    simulate,
+    rooms: world.rooms,
+    webhooks,
+    createRoom: (roomName) => world.createRoom(roomName),
+    joinParticipant(roomName, participant) {
+      const withTracks =
+        participant.kind === 'SIP' && !participant.tracks?.length ? { ...participant, tracks: [audioTrack()] } : participant;
+      return world.join(world.createRoom(roomName), withTracks);
+    },
+    leaveParticipant(roomName, identity, reason) {
+      const room = world.rooms.get(roomName);
+      return room && world.leave(room, identity, reason);
+    },
+    finishRoom: (roomName, reason = 'ROOM_CLOSED') => world.finish(roomName, reason),
+    setAttributes(roomName, identity, attributes) {
+      const participant = world.rooms.get(roomName)?.participants.get(identity);
+      if (participant) participant.attributes = applyAttributes(participant.attributes ?? {}, attributes);
+      return participant;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      webhooks?.close();
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await stopped;
+    },
+  };
+  return standIn;
+}
