@@ -45,6 +45,8 @@ export interface WebhookSender {
   readonly deliveries: Delivery[];
   /** abandon in-flight attempts and back-off waits, so nothing outlives a test; queued events resolve with an error */
   close(): void;
+  /** deliver to another URL from now on (a service started after the stand-in) */
+  setUrl(url: string): void;
 }
 
 export interface SignOptions {
@@ -173,12 +175,13 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
   const lengths = new Map<string, number>();
   const deliveries: Delivery[] = [];
   const stopper = new AbortController();
+  const target: WebhookSenderOptions = { ...options };
 
   async function runQueued(event: WebhookEventJson, enqueuedAt: number): Promise<DeliveryResult> {
     if (stopper.signal.aborted) return { status: null, attempts: 0, body: '', error: 'sender closed' };
     if (Date.now() - enqueuedAt > MAX_QUEUE_WAIT_MS) return dropped('waited over 30 s in its queue');
     try {
-      return await deliver(options, event, stopper.signal);
+      return await deliver(target, event, stopper.signal);
     } catch (error) {
       // e.g. signing with an unusable secret: report it rather than break the queue
       return { status: null, attempts: 0, body: '', error: describeError(error) };
@@ -220,5 +223,13 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
     stopper.abort();
   }
 
-  return { send, idle, deliveries, close };
+  return {
+    send,
+    idle,
+    deliveries,
+    close,
+    setUrl: (url) => {
+      target.url = url;
+    },
+  };
 }

@@ -1,0 +1,123 @@
+// The whole service over HTTP on loopback, wired to a LiveKit stand-in that sends its webhooks
+// to it, as a real deployment is wired. Time is the test's (ManualClock/ManualScheduler) unless
+// `realTime` is set.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { CallStore } from '../../src/calls/store.port.js';
+import { loadConfig, type Config, type Env } from '../../src/config.js';
+import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
+import type { ObsEnvelope } from '../../src/obs/envelope.js';
+import { createLogger } from '../../src/obs/logger.js';
+import { createService, type Service } from '../../src/service.js';
+import { startLiveKitStandIn, type LiveKitStandIn } from './livekit-standin.js';
+import { ManualClock, ManualScheduler } from './manual-time.js';
+import { postWebhook, signWebhook, webhookHeaders } from './webhook-sender.js';
+import type { WebhookEventJson } from './webhook-events.js';
+
+export const TEST_API_KEY = 'test-control-api-key-0001';
+
+export interface ServiceHarness {
+  url: string;
+  config: Config;
+  service: Service;
+  standIn: LiveKitStandIn;
+  clock: ManualClock | null;
+  scheduler: ManualScheduler | null;
+  /** every OBS-00 event published, in order */
+  published: ObsEnvelope[];
+  /** every log line the service wrote, parsed */
+  logLines: Record<string, unknown>[];
+  /** raw log text, for "never appears in logs" assertions */
+  logText(): string;
+  /** Delivers a webhook through the stand-in's sender (signed, per-room FIFO, LiveKit's retries). */
+  deliver(event: WebhookEventJson): Promise<{ status: number | null; body: string }>;
+  /** One signed POST /webhook with the exact bytes given. */
+  postSigned(body: string, options?: { contentType?: string; secret?: string }): Promise<{ status: number; body: string; headers: Headers }>;
+  /** One POST /webhook with exactly these headers. */
+  postRaw(body: string, headers: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }>;
+  api(path: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
+  /** waits until every queued event and LiveKit command has finished */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startServiceHarness(options: { env?: Env; realTime?: boolean; store?: CallStore } = {}): Promise<ServiceHarness> {
+  const standIn = await startLiveKitStandIn({
+    webhookUrl: 'http://127.0.0.1:1/webhook', // replaced below once the service listens
+    webhookRetryDelaysMs: [20, 40, 80, 160],
+  });
+  const config = loadConfig({
+    LIVEKIT_URL: standIn.url,
+    LIVEKIT_API_KEY: standIn.apiKey,
+    LIVEKIT_API_SECRET: standIn.apiSecret,
+    SIP_OUTBOUND_TRUNK_ID: 'ST_outbound',
+    CONTROL_API_KEYS: TEST_API_KEY,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  });
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const clock = options.realTime ? null : new ManualClock(Date.now());
+  const scheduler = clock ? new ManualScheduler(clock) : null;
+  const service = createService({
+    config,
+    logger: createLogger({ level: config.logLevel, destination }),
+    livekit: createLiveKitAdapter(config.livekit),
+    store: options.store,
+    ...(clock && scheduler ? { clock, scheduler } : {}),
+  });
+  const published: ObsEnvelope[] = [];
+  service.bus.subscribe((envelope) => published.push(envelope));
+  const server: Server = createServer(service.app.callback());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const target = `${url}/webhook`;
+  const sender = standIn.webhooks;
+  if (!sender) throw new Error('the stand-in has no webhook sender');
+  sender.setUrl(target);
+
+  return {
+    url,
+    config,
+    service,
+    standIn,
+    clock,
+    scheduler,
+    published,
+    get logLines() {
+      return lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    },
+    logText: () => lines.join('\n'),
+    async deliver(event) {
+      const result = await sender.send(event);
+      return { status: result.status, body: result.body };
+    },
+    async postSigned(body, opts = {}) {
+      const authorization = await signWebhook(body, { apiKey: standIn.apiKey, apiSecret: opts.secret ?? standIn.apiSecret });
+      const headers = { ...webhookHeaders(authorization), ...(opts.contentType ? { 'Content-Type': opts.contentType } : {}) };
+      return postWebhook(target, body, headers);
+    },
+    postRaw: (body, headers) => postWebhook(target, body, headers),
+    api(path, init = {}) {
+      const { key = TEST_API_KEY, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (key !== null) headers.set('Authorization', `Bearer ${key}`);
+      return fetch(`${url}${path}`, { ...rest, headers });
+    },
+    settled: () => service.settled(),
+    async close() {
+      await standIn.close();
+      await service.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
