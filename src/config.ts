@@ -67,7 +67,7 @@ function required(env: Env, name: string, what: string): string {
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = text(env, name);
   if (raw === undefined) return fallback;
-  if (!/^-?\d+$/.test(raw)) throw new ConfigurationError(name, `must be a whole number, got "${raw}"`);
+  if (!/^-?\d+$/.test(raw)) throw new ConfigurationError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigurationError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
@@ -77,7 +77,7 @@ function flag(env: Env, name: string): boolean {
   const raw = text(env, name)?.toLowerCase();
   if (raw === undefined || ['0', 'false', 'no', 'off'].includes(raw)) return false;
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  throw new ConfigurationError(name, `must be 1/true/yes/on or 0/false/no/off, got "${raw}"`);
+  throw new ConfigurationError(name, `must be 1/true/yes/on or 0/false/no/off, got ${JSON.stringify(raw)}`);
 }
 
 function url(env: Env, name: string, schemes: readonly string[], what: string, isRequired: true): string;
@@ -92,7 +92,7 @@ function url(env: Env, name: string, schemes: readonly string[], what: string, i
     throw new ConfigurationError(name, `is not a URL (${what})`);
   }
   if (!schemes.includes(parsed.protocol.replace(/:$/, ''))) {
-    throw new ConfigurationError(name, `must use ${schemes.join(', ')}, got "${parsed.protocol.replace(/:$/, '')}"`);
+    throw new ConfigurationError(name, `must use ${schemes.join(', ')}, got ${JSON.stringify(parsed.protocol.replace(/:$/, ''))}`);
   }
   return raw;
 }
@@ -107,7 +107,7 @@ export function loadConfig(env: Env): Config {
 
   const logLevel = (text(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigurationError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+    throw new ConfigurationError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
   }
 
   const keys = (text(env, 'CONTROL_API_KEYS') ?? '')

@@ -44,9 +44,10 @@ export interface InspectorHandle {
 }
 
 export async function startInspector(port: number, logger: Logger): Promise<InspectorHandle> {
+  let page = '';
   const http = createServer((_req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-    res.end(bridgePage((http.address() as AddressInfo).port));
+    res.end(page);
   });
   const wss = new WebSocketServer({ server: http });
   const replay: string[] = [];
@@ -67,6 +68,7 @@ export async function startInspector(port: number, logger: Logger): Promise<Insp
   });
   const actual = (http.address() as AddressInfo).port;
   const url = `http://${LOOPBACK}:${actual}`;
+  page = bridgePage(actual);
 
   const inspector = createWebSocketInspector({
     url: `ws://${LOOPBACK}:${actual}`,

@@ -10,7 +10,7 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
-/** Keys whose values are secrets: replaced, never printed, wherever they sit in a log object. */
+/** Keys whose values are secrets: replaced, never printed, at the top level or one level down. */
 const SECRET_PATHS = [
   'authorization',
   '*.authorization',
@@ -25,7 +25,7 @@ const SECRET_PATHS = [
 ];
 
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
+  const logger = pino(
     {
       level: options.level,
       base: { service: 'control-plane' },
@@ -38,6 +38,12 @@ export function createLogger(options: LoggerOptions): Logger {
       hooks: {
         // Messages are masked as well as objects: an error text may carry a dialed number.
         logMethod(args, method) {
+          const [first, second] = args as unknown[];
+          // pino copies a lone Error's message into `msg` after this hook: give it the masked text.
+          if (first instanceof Error && typeof second !== 'string') {
+            method.apply(this, [{ err: first }, maskPhoneNumbers(first.message)] as unknown as typeof args);
+            return;
+          }
           const masked = args.map((arg) => (typeof arg === 'string' ? maskPhoneNumbers(arg) : arg)) as typeof args;
           method.apply(this, masked);
         },
@@ -45,6 +51,13 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     options.destination,
   );
+  // pino applies no formatter to a child's bindings, so they are masked on the way in. Children
+  // inherit this method from the root logger, so every descendant masks too.
+  const pinoChild = logger.child;
+  logger.child = function (this: Logger, bindings, childOptions) {
+    return pinoChild.call(this, maskDeep(bindings), childOptions);
+  } as Logger['child'];
+  return logger;
 }
 
 /** One pino line per OBS-00 event; the envelope's fields are the line's top-level fields. */
