@@ -1,6 +1,7 @@
 // The production entry point (`npm start`): config → logger → LiveKit → service → listen.
 // SIGTERM/SIGINT stop taking requests, let in-flight events finish, then exit.
 import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { ConfigurationError, describeConfig, loadConfig, readEnvironment, type Config } from './config.js';
 import { startInspector } from './inspector.js';
 import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
@@ -37,7 +38,8 @@ if (config.controlApiKeys.length === 0) {
 
 const server = createServer(service.app.callback());
 server.listen(config.http.port, config.http.host, () => {
-  logger.info({ config: describeConfig(config) }, `control plane listening on http://${config.http.host}:${config.http.port}`);
+  const { address, port } = server.address() as AddressInfo;
+  logger.info({ config: describeConfig(config), address, port }, `control plane listening on ${address}:${port}`);
 });
 
 let stopping = false;

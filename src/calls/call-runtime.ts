@@ -189,8 +189,14 @@ export class CallRuntime {
     const event = { ...incoming, at: incoming.at ?? this.now() } as CallEvent;
     const before = live.actor.getSnapshot();
     if (before.status !== 'active') return { outcome: 'ignored', record: live.record };
-    if (!before.can(event)) return { outcome: 'rejected', record: live.record };
-    const effects = this.collect(sessionId, () => live.actor.send(event));
+    let effects: CallEffect[];
+    try {
+      if (!before.can(event)) return { outcome: 'rejected', record: live.record };
+      effects = this.collect(sessionId, () => live.actor.send(event));
+    } catch (err) {
+      live.failure = err;
+      effects = [];
+    }
     return this.commit(live, live.record, effects);
   }
 

@@ -1,0 +1,127 @@
+// The call runtime: one actor per live call, commit-then-publish, timers from deadlines, and a
+// defect in one call never reaching the others or the process.
+import { describe, expect, it } from 'vitest';
+import { CallLogicError } from '../../src/calls/call-runtime.js';
+import { StoreUnavailableError } from '../../src/calls/store.port.js';
+import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
+
+describe('CallRuntime', () => {
+  it('finds a live call by room sid, room name and SIP identity, and forgets the indexes when it ends', async () => {
+    const { runtime, store } = createCallHarness();
+    await runtime.create(inboundInput());
+    expect(await store.findLiveByRoom({ sid: 'RM_inbound', name: 'ignored' })).toBe('call-in-1');
+    expect(await store.findLiveByRoom({ sid: null, name: 'call-_+31612345678_abc' })).toBe('call-in-1');
+    expect(await store.findLiveByRoom({ sid: 'RM_other', name: 'call-_+31612345678_abc' })).toBeUndefined();
+    expect(await store.findLiveBySipIdentity('sip_+31612345678')).toBe('call-in-1');
+
+    await runtime.send('call-in-1', { type: 'livekit.sip_left', participant: { identity: 'sip_+31612345678', sid: null }, reason: 'CLIENT_INITIATED' });
+    expect(await store.findLiveByRoom({ sid: 'RM_inbound', name: 'call-_+31612345678_abc' })).toBeUndefined();
+    expect(await store.findLiveBySipIdentity('sip_+31612345678')).toBeUndefined();
+    expect((await store.get('call-in-1'))?.state).toBe('ended');
+  });
+
+  it('stops and releases the actor and its timer when a call reaches a final state', async () => {
+    const { runtime, scheduler } = createCallHarness();
+    await runtime.create(inboundInput());
+    expect(runtime.liveCount).toBe(1);
+    expect(scheduler.size).toBe(1); // the ring deadline
+    await runtime.send('call-in-1', { type: 'livekit.room_finished' });
+    expect(runtime.liveCount).toBe(0);
+    expect(scheduler.size).toBe(0);
+    expect(await runtime.send('call-in-1', { type: 'api.hangup' })).toMatchObject({ outcome: 'ignored' });
+  });
+
+  it('rejects an event the current state does not accept and changes nothing', async () => {
+    const { runtime, store } = createCallHarness();
+    await runtime.create(inboundInput());
+    const result = await runtime.send('call-in-1', { type: 'api.transfer', to: '+31201234567' });
+    expect(result).toMatchObject({ outcome: 'rejected', record: { state: 'ringing', version: 1 } });
+    expect(await store.events('call-in-1')).toHaveLength(2);
+  });
+
+  it('answers not_found for an unknown call', async () => {
+    const { runtime } = createCallHarness();
+    expect(await runtime.send('nope', { type: 'api.hangup' })).toEqual({ outcome: 'not_found' });
+  });
+
+  it('fires a deadline as a timer event at the absolute time in the context', async () => {
+    const { runtime, store, scheduler, clock, commands } = createCallHarness();
+    await runtime.create(inboundInput());
+    expect(scheduler.dueAt('call-in-1')).toBe(clock.now() + 30_000);
+    scheduler.advance(29_999);
+    await runtime.serialize('call-in-1', async () => undefined);
+    expect((await store.get('call-in-1'))?.state).toBe('ringing');
+    scheduler.advance(1);
+    await runtime.serialize('call-in-1', async () => undefined);
+    expect(await store.get('call-in-1')).toMatchObject({ state: 'ending', context: { hangupCause: 'no_answer' } });
+    expect(commands).toContainEqual({ command: 'hangUp', sessionId: 'call-in-1' });
+    // the ending grace deadline is armed next
+    expect(scheduler.dueAt('call-in-1')).toBe(clock.now() + 10_000);
+  });
+
+  it('reports a defect in one call as CallLogicError and keeps serving it and other calls', async () => {
+    const { runtime, store } = createCallHarness();
+    await runtime.create(outboundInput());
+    await runtime.create(inboundInput());
+    await runtime.send('call-out-1', { type: 'dial.slot_granted' });
+    // A dial result without its error object makes a guard throw: a programming error upstream.
+    await expect(runtime.send('call-out-1', { type: 'dial.failed', attempt: 1, retryAt: null } as never)).rejects.toBeInstanceOf(CallLogicError);
+    // The call is reloaded from the store as it was, and goes on.
+    const answered = await runtime.send('call-out-1', { type: 'dial.answered', attempt: 1, participantIdentity: 'sip-call-out-1-1', sipCallId: 'SCL_1' });
+    expect(answered).toMatchObject({ outcome: 'applied', record: { state: 'connected' } });
+    expect(await runtime.send('call-in-1', { type: 'livekit.agent_joined', participant: { identity: 'agent', sid: null } })).toMatchObject({
+      record: { state: 'connected' },
+    });
+    expect(seqGaps((await store.events('call-out-1')) ?? [])).toEqual([]);
+  });
+
+  it('publishes nothing and keeps the stored call when the store refuses a commit', async () => {
+    const { runtime, store, published } = createCallHarness();
+    await runtime.create(inboundInput());
+    const before = published.length;
+    const commit = store.commit.bind(store);
+    store.commit = async () => {
+      throw new StoreUnavailableError('offline');
+    };
+    await expect(runtime.send('call-in-1', { type: 'livekit.agent_joined', participant: { identity: 'a', sid: null } })).rejects.toBeInstanceOf(
+      StoreUnavailableError,
+    );
+    expect(published).toHaveLength(before);
+    expect((await store.get('call-in-1'))?.state).toBe('ringing');
+    store.commit = commit;
+    const retried = await runtime.send('call-in-1', { type: 'livekit.agent_joined', participant: { identity: 'a', sid: null } });
+    expect(retried).toMatchObject({ outcome: 'applied', record: { state: 'connected', lastSeq: 4 } });
+  });
+
+  it('applies concurrent events of one call one at a time, in arrival order', async () => {
+    const { runtime, store } = createCallHarness();
+    await runtime.create(inboundInput());
+    const results = await Promise.all([
+      runtime.send('call-in-1', { type: 'livekit.agent_joined', participant: { identity: 'a1', sid: null } }),
+      runtime.send('call-in-1', { type: 'api.hangup' }),
+      runtime.send('call-in-1', { type: 'api.hangup' }),
+      runtime.send('call-in-1', { type: 'livekit.room_finished' }),
+    ]);
+    expect(results.map((r) => r.outcome)).toEqual(['applied', 'applied', 'applied', 'applied']);
+    const events = (await store.events('call-in-1')) ?? [];
+    expect(events.map((e) => e.event)).toEqual(['call.created', 'call.ringing', 'call.agent_joined', 'call.started', 'call.ending', 'call.ended']);
+    expect(events.at(-1)?.data).toMatchObject({ end_reason: 'api_hangup' });
+  });
+
+  it('stamps every OBS-00 envelope with the SPEC §4 fields', async () => {
+    const { runtime, published, clock } = createCallHarness();
+    await runtime.create(inboundInput());
+    expect(published[0]).toEqual({
+      event: 'call.created',
+      event_id: expect.any(String),
+      ts: new Date(clock.now()).toISOString(),
+      session_id: 'call-in-1',
+      seq: 1,
+      direction: 'inbound',
+      state: 'ringing',
+      livekit_room: 'call-_+31612345678_abc',
+      data: { caller_number: '+31612345678', callee_number: '+3197010206472', agent: null, metadata: null },
+    });
+    expect(new Set(published.map((e) => e.event_id)).size).toBe(published.length);
+  });
+});

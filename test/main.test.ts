@@ -1,0 +1,55 @@
+// `npm start`, the production entry point: starts in seconds against a LiveKit (here the
+// stand-in), serves, and drains on SIGTERM. Configuration errors are covered in config.test.ts.
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startLiveKitStandIn, type LiveKitStandIn } from './support/livekit-standin.js';
+
+let standIn: LiveKitStandIn | null = null;
+afterEach(async () => {
+  await standIn?.close();
+});
+
+describe('npm start (src/main.ts)', () => {
+  it('listens, answers /healthz, logs no secret, and exits 0 on SIGTERM', async () => {
+    standIn = await startLiveKitStandIn();
+    const started = Date.now();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        LIVEKIT_URL: standIn.url,
+        LIVEKIT_API_KEY: standIn.apiKey,
+        LIVEKIT_API_SECRET: standIn.apiSecret,
+        CONTROL_API_KEYS: 'main-test-key-0123456789',
+        PORT: '0',
+        HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: Record<string, unknown>[] = [];
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const listening = new Promise<number>((resolve, reject) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        lines.push(parsed);
+        if (typeof parsed.port === 'number') resolve(parsed.port);
+      });
+      void exited.then((code) => reject(new Error(`exited early with ${code}`)));
+    });
+    const port = await listening;
+    console.log(`npm start: listening after ${Date.now() - started} ms`);
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    const calls = await fetch(`http://127.0.0.1:${port}/v1/calls`, { headers: { Authorization: 'Bearer main-test-key-0123456789' } });
+    expect(calls.status).toBe(200);
+
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const text = JSON.stringify(lines);
+    expect(text).toContain('stopped');
+    expect(text).not.toContain(standIn.apiSecret);
+    expect(text).not.toContain('main-test-key-0123456789');
+  }, 30_000);
+});
