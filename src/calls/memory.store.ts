@@ -176,11 +176,6 @@ export class MemoryCallStore implements CallStore {
 
   async ping(): Promise<void> {}
 
-  /** Counts for /metrics and tests. */
-  stats(): { calls: number; live: number; webhookIds: number } {
-    return { calls: this.entries.size, live: this.entries.size - (this.finalQueue.length - this.finalHead), webhookIds: this.webhooks.size };
-  }
-
   private index(record: CallRecord): void {
     const { roomSid, roomName, sipIdentity } = record.context;
     if (roomSid) this.liveByRoomSid.set(roomSid, record.id);
