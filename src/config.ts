@@ -8,6 +8,16 @@ export interface Config {
   livekit: { url: string; apiKey: string; apiSecret: string; requestTimeoutS: number };
   callerId: string;
   sipOutboundTrunkId: string | null;
+  outbound: {
+    /** agent dispatched to outbound calls that name none */
+    defaultAgent: string | null;
+    /** from-numbers a request may choose besides CALLER_ID */
+    allowedFromNumbers: readonly string[];
+    maxConcurrentCalls: number;
+    callsPerSecond: number;
+    maxQueuedCalls: number;
+  };
+  events: { bufferSize: number; heartbeatS: number };
   http: { port: number; host: string };
   controlApiKeys: readonly string[];
   redisUrl: string | null;
@@ -73,6 +83,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   return value;
 }
 
+function decimal(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+(\.\d+)?$/.test(raw)) throw new ConfigurationError(name, `must be a number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigurationError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
 function flag(env: Env, name: string): boolean {
   const raw = text(env, name)?.toLowerCase();
   if (raw === undefined || ['0', 'false', 'no', 'off'].includes(raw)) return false;
@@ -119,6 +138,13 @@ export function loadConfig(env: Env): Config {
 
   const retryBaseMs = integer(env, 'DIAL_RETRY_BASE_MS', 1000, 10, 600_000);
 
+  const allowedFromNumbers = (text(env, 'OUTBOUND_FROM_NUMBERS') ?? '')
+    .split(',')
+    .map((number) => number.trim())
+    .filter((number) => number !== '');
+  const badFrom = allowedFromNumbers.find((number) => !E164.test(number));
+  if (badFrom !== undefined) throw new ConfigurationError('OUTBOUND_FROM_NUMBERS', 'must list E.164 numbers such as +3197010206472, separated by commas');
+
   const config: Config = {
     livekit: {
       url: livekitUrl,
@@ -128,6 +154,17 @@ export function loadConfig(env: Env): Config {
     },
     callerId,
     sipOutboundTrunkId: text(env, 'SIP_OUTBOUND_TRUNK_ID') ?? null,
+    outbound: {
+      defaultAgent: text(env, 'AGENT_NAME') ?? null,
+      allowedFromNumbers: Object.freeze(allowedFromNumbers),
+      maxConcurrentCalls: integer(env, 'MAX_CONCURRENT_CALLS', 10, 1, 100_000),
+      callsPerSecond: decimal(env, 'CALLS_PER_SECOND', 5, 0.01, 10_000),
+      maxQueuedCalls: integer(env, 'MAX_QUEUED_CALLS', 1000, 0, 1_000_000),
+    },
+    events: {
+      bufferSize: integer(env, 'EVENT_STREAM_BUFFER', 10_000, 100, 1_000_000),
+      heartbeatS: integer(env, 'SSE_HEARTBEAT_S', 15, 1, 300),
+    },
     http: {
       port: integer(env, 'PORT', 8000, 0, 65535),
       host: text(env, 'HOST') ?? '0.0.0.0',
@@ -173,6 +210,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     livekit_api_key: config.livekit.apiKey,
     caller_id: config.callerId,
     sip_outbound_trunk_id: config.sipOutboundTrunkId,
+    outbound: config.outbound,
     port: config.http.port,
     host: config.http.host,
     control_api_keys: config.controlApiKeys.length,

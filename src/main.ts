@@ -6,6 +6,7 @@ import { ConfigurationError, describeConfig, loadConfig, readEnvironment, type C
 import { startInspector } from './inspector.js';
 import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
 import { createLogger } from './obs/logger.js';
+import { createMetrics } from './obs/metrics.js';
 import { createService } from './service.js';
 
 let config: Config;
@@ -31,6 +32,7 @@ const service = createService({
   logger,
   livekit: createLiveKitAdapter({ ...config.livekit }),
   inspect: inspector?.inspect,
+  metrics: createMetrics(),
 });
 if (config.controlApiKeys.length === 0) {
   logger.warn('CONTROL_API_KEYS is empty: the Control API answers 401 to every request');

@@ -4,9 +4,11 @@ import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { InspectionEvent } from 'xstate';
 import type { CallSettings } from '../machines/call.types.js';
+import { Admission } from './calls/admission.js';
 import { createCommandRunner } from './calls/call-commands.js';
 import { CallRuntime } from './calls/call-runtime.js';
 import { MemoryCallStore } from './calls/memory.store.js';
+import { createOutboundCalls } from './calls/outbound.js';
 import type { CallStore } from './calls/store.port.js';
 import { createTimerScheduler, systemClock, type Clock, type Scheduler } from './calls/timers.js';
 import { createWebhookIngest } from './calls/webhook-ingest.js';
@@ -14,6 +16,7 @@ import type { Config } from './config.js';
 import { createApp } from './http/app.js';
 import type { LiveKitPort } from './livekit/livekit.port.js';
 import { createEventBus, type EventBus } from './obs/event-bus.js';
+import { createMetrics, instrumentLiveKit, type Metrics } from './obs/metrics.js';
 import type { Logger } from './obs/logger.js';
 
 export interface ServiceDeps {
@@ -26,6 +29,8 @@ export interface ServiceDeps {
   newId?: () => string;
   random?: () => number;
   inspect?: (event: InspectionEvent) => void;
+  /** defaults to metrics without process collectors (main.ts passes one with them) */
+  metrics?: Metrics;
 }
 
 export interface Service {
@@ -33,6 +38,7 @@ export interface Service {
   runtime: CallRuntime;
   store: CallStore;
   bus: EventBus;
+  metrics: Metrics;
   /** Resolves once every queued event and LiveKit command has finished. */
   settled(): Promise<void>;
   /** Finishes in-flight events and stops every actor and timer. */
@@ -62,18 +68,22 @@ export function createService(deps: ServiceDeps): Service {
       now: () => clock.now(),
     });
   const bus = createEventBus((err) => logger.error({ err }, 'event stream subscriber failed'));
+  const metrics = deps.metrics ?? createMetrics({ collectDefault: false });
+  bus.subscribe((envelope) => metrics.observe(envelope));
+  const livekit = instrumentLiveKit(deps.livekit, metrics);
+  const scheduler = deps.scheduler ?? createTimerScheduler(clock);
   const runtime = new CallRuntime({
     store,
     bus,
     logger,
     clock,
-    scheduler: deps.scheduler ?? createTimerScheduler(clock),
+    scheduler,
     newId: deps.newId ?? randomUUID,
     inspect: deps.inspect,
   });
   const commands = createCommandRunner({
     runtime,
-    livekit: deps.livekit,
+    livekit,
     logger,
     random: deps.random,
     outbound: {
@@ -85,9 +95,32 @@ export function createService(deps: ServiceDeps): Service {
   });
   runtime.setCommandRunner(commands);
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
+  const admission = new Admission({
+    maxConcurrent: config.outbound.maxConcurrentCalls,
+    callsPerSecond: config.outbound.callsPerSecond,
+    maxQueued: config.outbound.maxQueuedCalls,
+    clock,
+    scheduler,
+    logger,
+    grant: async (sessionId) => (await runtime.send(sessionId, { type: 'dial.slot_granted' })).outcome === 'applied',
+  });
+  bus.subscribe((envelope) => admission.observe(envelope));
+  const outbound = createOutboundCalls({
+    runtime,
+    admission,
+    settings: callSettings(config),
+    trunkId: config.sipOutboundTrunkId,
+    callerId: config.callerId,
+    defaultAgent: config.outbound.defaultAgent,
+  });
   const app = createApp({
     store,
     ingest,
+    runtime,
+    outbound,
+    metrics,
+    callerId: config.callerId,
+    allowedFromNumbers: config.outbound.allowedFromNumbers,
     logger,
     livekit: { apiKey: config.livekit.apiKey, apiSecret: config.livekit.apiSecret },
     controlApiKeys: config.controlApiKeys,
@@ -103,8 +136,10 @@ export function createService(deps: ServiceDeps): Service {
     runtime,
     store,
     bus,
+    metrics,
     settled,
     async close() {
+      admission.stop();
       await commands.inFlight();
       await runtime.stop();
     },

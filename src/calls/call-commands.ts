@@ -28,6 +28,8 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
   const { runtime, livekit, logger, outbound } = options;
   const random = options.random ?? Math.random;
   const pending = new Set<Promise<void>>();
+  /** dials in flight by session; a hang-up while dialing marks its dial abandoned */
+  const dials = new Map<string, { abandoned: boolean }>();
 
   const track = (work: Promise<void>): void => {
     pending.add(work);
@@ -41,6 +43,16 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     );
 
   async function dial(record: CallRecord): Promise<void> {
+    const flight = { abandoned: false };
+    dials.set(record.id, flight);
+    try {
+      await placeDial(record, flight);
+    } finally {
+      if (dials.get(record.id) === flight) dials.delete(record.id);
+    }
+  }
+
+  async function placeDial(record: CallRecord, flight: { abandoned: boolean }): Promise<void> {
     const { context } = record;
     const attempt = context.attempt;
     const fail = async (error: ClassifiedError): Promise<void> => {
@@ -73,6 +85,11 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
       });
     } catch (err) {
       return fail(classifyError(err, 'dial'));
+    }
+    if (flight.abandoned) {
+      // Answered after the call was hung up (the room's deletion raced the answer): end it again.
+      logger.warn({ session_id: record.id, attempt }, 'dial answered after hang-up; deleting the room again');
+      await hangUp(record);
     }
     await deliver(record, { type: 'dial.answered', attempt, participantIdentity: answered.participantIdentity, sipCallId: answered.sipCallId });
   }
@@ -108,10 +125,13 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         return track(hangUp(record));
       case 'transfer':
         return track(transfer(record));
-      case 'abortDial':
-        // The SDK takes no abort signal; the room's deletion (hangUp) ends the dial at LiveKit,
-        // and the chart ignores the late result of a dial that belongs to a finished call.
+      case 'abortDial': {
+        // The SDK takes no abort signal: deleting the room (hangUp, which comes with this command)
+        // ends the dial at LiveKit, and the chart ignores the late result of a finished call.
+        const flight = dials.get(record.id);
+        if (flight) flight.abandoned = true;
         return undefined;
+      }
     }
   }) as CommandRunner & { inFlight(): Promise<void> };
   run.inFlight = async () => {

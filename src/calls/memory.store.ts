@@ -6,9 +6,11 @@ import {
   VersionConflictError,
   type CallRecord,
   type CallStore,
+  type IdempotencyClaim,
   type ListPage,
   type ListQuery,
   type RoomRef,
+  type StoredResponse,
 } from './store.port.js';
 
 export interface MemoryStoreOptions {
@@ -85,6 +87,8 @@ export class MemoryCallStore implements CallStore {
   private readonly liveByRoomName = new Map<string, string>();
   private readonly liveBySipIdentity = new Map<string, string>();
   private readonly webhooks: BoundedIdSet;
+  /** idempotency keys in claim order (Map order), so expired ones are found at the front */
+  private readonly idempotency = new Map<string, { fingerprint: string; expiresAt: number; response: StoredResponse | null }>();
   private readonly now: () => number;
 
   constructor(private readonly options: MemoryStoreOptions) {
@@ -174,7 +178,37 @@ export class MemoryCallStore implements CallStore {
     this.webhooks.add(eventId);
   }
 
+  async claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim> {
+    this.expireIdempotencyKeys();
+    const existing = this.idempotency.get(key);
+    if (existing) {
+      return existing.response
+        ? { status: 'done', fingerprint: existing.fingerprint, response: existing.response }
+        : { status: 'in_flight', fingerprint: existing.fingerprint };
+    }
+    this.idempotency.set(key, { fingerprint, expiresAt: this.now() + ttlMs, response: null });
+    return { status: 'claimed' };
+  }
+
+  async completeIdempotencyKey(key: string, response: StoredResponse): Promise<void> {
+    const entry = this.idempotency.get(key);
+    if (entry) entry.response = response;
+  }
+
+  async releaseIdempotencyKey(key: string): Promise<void> {
+    this.idempotency.delete(key);
+  }
+
   async ping(): Promise<void> {}
+
+  private expireIdempotencyKeys(): void {
+    const now = this.now();
+    for (const [key, entry] of this.idempotency) {
+      // Every key lives equally long, so claim order is expiry order.
+      if (entry.expiresAt > now) break;
+      this.idempotency.delete(key);
+    }
+  }
 
   private index(record: CallRecord): void {
     const { roomSid, roomName, sipIdentity } = record.context;

@@ -52,6 +52,18 @@ export class VersionConflictError extends Error {
   }
 }
 
+/** The response an idempotent request produced, replayed for a repeat of the same request. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: unknown;
+}
+
+export type IdempotencyClaim =
+  | { status: 'claimed' }
+  | { status: 'in_flight'; fingerprint: string }
+  | { status: 'done'; fingerprint: string; response: StoredResponse };
+
 export interface CallStore {
   get(id: string): Promise<CallRecord | undefined>;
   /**
@@ -71,6 +83,15 @@ export interface CallStore {
   seenWebhook(eventId: string): Promise<boolean>;
   /** Remember a webhook as applied (bounded: old ids are forgotten first). */
   rememberWebhook(eventId: string): Promise<void>;
+  /**
+   * Claims an idempotency key for a request with this fingerprint, unless it is claimed already:
+   * then says whether the first request is still in flight or what it answered.
+   */
+  claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim>;
+  /** Records the answer of a claimed key; it is replayed until the key expires. */
+  completeIdempotencyKey(key: string, response: StoredResponse): Promise<void>;
+  /** Gives a claimed key up (the request failed without effect), so a retry may claim it. */
+  releaseIdempotencyKey(key: string): Promise<void>;
   /** Throws StoreUnavailableError when the store cannot serve. */
   ping(): Promise<void>;
 }

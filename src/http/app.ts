@@ -2,10 +2,14 @@
 // `app.callback()` with supertest and no socket.
 import Koa from 'koa';
 import Router from '@koa/router';
+import type { CallRuntime } from '../calls/call-runtime.js';
+import type { OutboundCalls } from '../calls/outbound.js';
 import type { CallStore } from '../calls/store.port.js';
 import type { WebhookIngest } from '../calls/webhook-ingest.js';
 import type { Logger } from '../obs/logger.js';
+import { metricsRoutes, type Metrics } from '../obs/metrics.js';
 import { bearerAuth } from './auth.js';
+import { callCommandRoutes } from './call-commands.routes.js';
 import { callReadRoutes } from './calls.routes.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { webhookRoutes } from './webhook.routes.js';
@@ -13,6 +17,11 @@ import { webhookRoutes } from './webhook.routes.js';
 export interface AppOptions {
   store: CallStore;
   ingest: WebhookIngest;
+  runtime: CallRuntime;
+  outbound: OutboundCalls;
+  metrics: Metrics;
+  callerId: string;
+  allowedFromNumbers: readonly string[];
   logger: Logger;
   livekit: { apiKey: string; apiSecret: string };
   controlApiKeys: readonly string[];
@@ -23,6 +32,15 @@ export function createApp(options: AppOptions): Koa {
   const app = new Koa({ proxy: false });
   // Errors are rendered by problemMiddleware and logged there; Koa's default logger stays quiet.
   app.silent = true;
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+      options.metrics.httpRequest(ctx.method, typeof route === 'string' ? route : 'unmatched', ctx.status, (performance.now() - started) / 1000);
+    }
+  });
   app.use(problemMiddleware(options.logger));
 
   const open = new Router();
@@ -38,12 +56,15 @@ export function createApp(options: AppOptions): Koa {
     ctx.body = { status: 'ready' };
   });
   app.use(open.routes());
+  // Counts only, no call data: scraped without a Control API key, like /healthz.
+  app.use(metricsRoutes(options.metrics).routes());
   app.use(
     webhookRoutes({
       apiKey: options.livekit.apiKey,
       apiSecret: options.livekit.apiSecret,
       maxBodyBytes: options.webhookMaxBodyBytes,
       ingest: options.ingest,
+      metrics: options.metrics,
       logger: options.logger,
     }).routes(),
   );
@@ -51,7 +72,17 @@ export function createApp(options: AppOptions): Koa {
   // Every /v1 request needs a key, also one for a path that does not exist.
   const auth = bearerAuth(options.controlApiKeys);
   app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
-  const api = callReadRoutes(options.store);
+  const api = new Router();
+  api.use(callReadRoutes(options.store).routes());
+  api.use(
+    callCommandRoutes({
+      runtime: options.runtime,
+      store: options.store,
+      outbound: options.outbound,
+      callerId: options.callerId,
+      allowedFromNumbers: options.allowedFromNumbers,
+    }).routes(),
+  );
   app.use(api.routes());
   app.use(api.allowedMethods({ throw: true }));
   return app;

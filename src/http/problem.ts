@@ -1,5 +1,6 @@
 // RFC 9457 problem details: every error of the service, with a stable `code` clients branch on.
 import type { Context, Next } from 'koa';
+import { StoreUnavailableError } from '../calls/store.port.js';
 import type { Logger } from '../obs/logger.js';
 
 export class Problem extends Error {
@@ -54,6 +55,11 @@ export function problemMiddleware(logger: Logger) {
       }
     } catch (err) {
       if (err instanceof Problem) return renderProblem(ctx, err);
+      if (err instanceof StoreUnavailableError) {
+        logger.error({ err, method: ctx.method, path: ctx.path }, 'call store unavailable');
+        ctx.set('Retry-After', '1');
+        return renderProblem(ctx, new Problem(503, 'store_unavailable', 'Service unavailable', 'the call store cannot be reached; retry'));
+      }
       const status = (err as { status?: unknown }).status;
       if (typeof status === 'number' && status >= 400 && status < 500) {
         return renderProblem(ctx, fromHttpError(err as { status: number; message: string; expose?: boolean }));

@@ -2,10 +2,12 @@
 // WebhookReceiver verifies them, with the SDK's own TokenVerifier, then applied to calls.
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';
+import type { Middleware } from 'koa';
 import { TokenVerifier, WebhookEvent } from 'livekit-server-sdk';
 import type { WebhookIngest } from '../calls/webhook-ingest.js';
 import { toIncomingWebhook } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
+import type { Metrics, WebhookOutcome } from '../obs/metrics.js';
 import { Problem } from './problem.js';
 import { readRawBody } from './raw-body.js';
 
@@ -14,8 +16,17 @@ export interface WebhookRouteOptions {
   apiSecret: string;
   maxBodyBytes: number;
   ingest: WebhookIngest;
+  metrics: Metrics;
   logger: Logger;
 }
+
+const REFUSALS: Record<number, WebhookOutcome> = {
+  400: 'malformed',
+  401: 'unauthorized',
+  413: 'too_large',
+  415: 'unsupported_media_type',
+  503: 'not_applied',
+};
 
 const ACCEPTED_TYPES = ['application/webhook+json', 'application/json'];
 
@@ -28,7 +39,17 @@ export function webhookRoutes(options: WebhookRouteOptions): Router {
   const verifier = new TokenVerifier(options.apiKey, options.apiSecret);
   const router = new Router();
 
-  router.post('/webhook', async (ctx) => {
+  /** Counts every answer by outcome for /metrics. */
+  const countOutcome: Middleware = async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      options.metrics.webhook(REFUSALS[(err as { status?: number }).status ?? 0] ?? 'not_applied');
+      throw err;
+    }
+  };
+
+  const receive: Middleware = async (ctx) => {
     if (!ctx.is(ACCEPTED_TYPES)) {
       throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', `send ${ACCEPTED_TYPES.join(' or ')}`);
     }
@@ -58,6 +79,7 @@ export function webhookRoutes(options: WebhookRouteOptions): Router {
     try {
       const result = await options.ingest.ingest(webhook);
       options.logger.debug({ webhook_id: webhook.id, webhook_event: webhook.event, outcome: result.outcome, session_id: result.sessionId }, 'webhook');
+      options.metrics.webhook(result.outcome);
       ctx.status = 200;
       ctx.body = { status: result.outcome, session_id: result.sessionId };
     } catch (err) {
@@ -66,7 +88,9 @@ export function webhookRoutes(options: WebhookRouteOptions): Router {
       ctx.set('Retry-After', '1');
       throw new Problem(503, 'webhook_not_applied', 'Service unavailable', 'the event could not be applied durably; retry');
     }
-  });
+  };
+
+  router.post('/webhook', countOutcome, receive);
 
   return router;
 }

@@ -1,0 +1,110 @@
+// Request and response schemas of the Control API (SPEC §6). The routes validate with them and
+// /openapi.json is generated from them, so the documentation cannot drift from the code.
+import { z } from 'zod';
+import { CALL_STATES } from '../calls/session.js';
+import { ERROR_CATEGORIES } from '../errors/policy.js';
+
+const END_REASONS = [
+  'remote_hangup',
+  'agent_hangup',
+  'api_hangup',
+  'transferred',
+  'busy',
+  'no_answer',
+  'declined',
+  'canceled',
+  'max_duration',
+  'room_closed',
+  ...ERROR_CATEGORIES,
+] as const;
+
+const MAX_METADATA_BYTES = 4096;
+
+export const CreateCallBody = z
+  .strictObject({
+    to: z.string().min(1).max(64).describe('the number to call, international format (E.164), e.g. +31612345678'),
+    from: z.string().min(1).max(64).optional().describe('from-number; CALLER_ID unless given, and only numbers in OUTBOUND_FROM_NUMBERS'),
+    agent: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/)
+      .optional()
+      .describe('the LiveKit agent to dispatch into the call (AGENT_NAME unless given)'),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= MAX_METADATA_BYTES, `metadata may be at most ${MAX_METADATA_BYTES} bytes of JSON`)
+      .optional()
+      .describe('your own data, kept with the session'),
+    ring_timeout_s: z.int().min(5).max(600).optional().describe("how long the phone may ring (LiveKit's ringingTimeout)"),
+    max_duration_s: z.int().min(10).max(86_400).optional().describe("longest call once answered (LiveKit's maxCallDuration)"),
+  })
+  .describe('Place an outbound call');
+
+export const TransferBody = z
+  .strictObject({
+    to: z.string().min(1).max(256).describe('an E.164 number (+31201234567, tel:+31201234567) or a sip:/sips: URI'),
+  })
+  .describe('Transfer a connected call (SIP REFER)');
+
+export const EmptyBody = z.strictObject({}).describe('No fields');
+
+const isoTime = z.iso.datetime();
+
+export const SessionSchema = z
+  .strictObject({
+    id: z.string(),
+    direction: z.enum(['inbound', 'outbound']),
+    state: z.enum(CALL_STATES as [string, ...string[]]),
+    end_reason: z.enum(END_REASONS).nullable(),
+    caller_number: z.string().nullable(),
+    callee_number: z.string().nullable(),
+    livekit_room: z.string(),
+    sip_participant_identity: z.string().nullable(),
+    sip_call_id: z.string().nullable(),
+    agent: z.string().nullable(),
+    attempt: z.int().min(0),
+    created_at: isoTime,
+    ringing_at: isoTime.nullable(),
+    answered_at: isoTime.nullable(),
+    ended_at: isoTime.nullable(),
+    duration_s: z.int().min(0).nullable(),
+    error: z
+      .strictObject({
+        category: z.enum(ERROR_CATEGORIES as [string, ...string[]]),
+        retryable: z.boolean(),
+        message: z.string(),
+        user_message: z.string(),
+        sip_status_code: z.int().nullable(),
+      })
+      .nullable(),
+    metadata: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .describe('A call session');
+
+export const SessionListSchema = z.strictObject({ calls: z.array(SessionSchema), next_cursor: z.string().nullable() });
+
+export const EnvelopeSchema = z
+  .strictObject({
+    event: z.string(),
+    event_id: z.string(),
+    ts: isoTime,
+    session_id: z.string(),
+    seq: z.int().min(1),
+    direction: z.enum(['inbound', 'outbound']),
+    state: z.enum(CALL_STATES as [string, ...string[]]),
+    livekit_room: z.string(),
+    data: z.record(z.string(), z.unknown()),
+  })
+  .describe('An OBS-00 event');
+
+export const EventListSchema = z.strictObject({ events: z.array(EnvelopeSchema) });
+
+export const ProblemSchema = z
+  .looseObject({
+    type: z.string(),
+    title: z.string(),
+    status: z.int(),
+    code: z.string(),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+  })
+  .describe('RFC 9457 problem details');

@@ -1,0 +1,282 @@
+// Prometheus metrics (`GET /metrics`, SPEC §6), fed by OBS-00 envelopes (SPEC §4), webhook and
+// Control API outcomes, and the latency of every LiveKit API call (CP-02) with its CP-04 category.
+// Each createMetrics() has its own Registry, never prom-client's global one: tests build many
+// services in one process.
+import Router from '@koa/router';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CallState } from '../../machines/call.types.js';
+import { classifyError, type Operation } from '../errors/classify.js';
+import type { LiveKitPort } from '../livekit/livekit.port.js';
+import type { ObsEnvelope } from './envelope.js';
+
+export type WebhookOutcome =
+  | 'applied'
+  | 'duplicate'
+  | 'ignored'
+  | 'unauthorized'
+  | 'malformed'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'not_applied';
+
+export const WEBHOOK_OUTCOMES: readonly WebhookOutcome[] = [
+  'applied',
+  'duplicate',
+  'ignored',
+  'unauthorized',
+  'malformed',
+  'too_large',
+  'unsupported_media_type',
+  'not_applied',
+];
+
+/** Public states of a call that is still live; `ended` and `failed` are final. */
+export const LIVE_STATES = ['queued', 'dialing', 'ringing', 'connected', 'transferring', 'ending'] as const;
+type LiveState = (typeof LIVE_STATES)[number];
+
+const FINAL_STATES: ReadonlySet<string> = new Set<CallState>(['ended', 'failed']);
+const LIVE_STATE_SET: ReadonlySet<string> = new Set<string>(LIVE_STATES);
+
+/** Seconds; a dial waits for the phone to ring and be answered, so the top buckets are long. */
+export const LIVEKIT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60];
+const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+const MAX_LABEL_LENGTH = 64;
+
+export interface Metrics {
+  /** Its own prom-client Registry, never the global default. */
+  readonly registry: Registry;
+  /** Feed every OBS-00 envelope (subscribe this to the event bus). Never throws. */
+  observe(envelope: ObsEnvelope): void;
+  webhook(outcome: WebhookOutcome): void;
+  /** Control API requests: method, route template (e.g. '/v1/calls/:id'), status, duration. */
+  httpRequest(method: string, route: string, status: number, seconds: number): void;
+}
+
+type LiveKitObserver = (method: string, outcome: string, seconds: number) => void;
+/** The LiveKit latency histogram of each Metrics, for instrumentLiveKit; not part of the API. */
+const livekitObservers = new WeakMap<Metrics, LiveKitObserver>();
+
+export interface MetricsOptions {
+  /** Prefix of every metric name; default 'control_plane_'. */
+  prefix?: string;
+  /** Node process metrics (CPU, memory, event loop, GC); default true. */
+  collectDefault?: boolean;
+}
+
+/**
+ * A label value from a closed set that arrives as unknown data: strings pass through as given
+ * (capped), anything else becomes `fallback`. Session ids, numbers and rooms never get here.
+ */
+function label(value: unknown, fallback = 'unknown'): string {
+  if (typeof value !== 'string' || value.length === 0) return fallback;
+  return value.length > MAX_LABEL_LENGTH ? value.slice(0, MAX_LABEL_LENGTH) : value;
+}
+
+function methodLabel(method: string): string {
+  const upper = typeof method === 'string' ? method.toUpperCase() : '';
+  return HTTP_METHODS.has(upper) ? upper : 'OTHER';
+}
+
+function statusLabel(status: number): string {
+  return Number.isInteger(status) && status >= 100 && status <= 599 ? String(status) : 'unknown';
+}
+
+function seconds(value: number): number {
+  return Number.isFinite(value) && value >= 0 ? value : 0;
+}
+
+function dataField(envelope: ObsEnvelope, key: string): unknown {
+  const data: unknown = envelope.data;
+  if (typeof data !== 'object' || data === null) return undefined;
+  return (data as Record<string, unknown>)[key];
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const prefix = options.prefix ?? 'control_plane_';
+  const registry = new Registry();
+  const registers = [registry];
+  if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry, prefix });
+
+  /** session_id → last public state, live sessions only. */
+  const live = new Map<string, LiveState>();
+
+  new Gauge({
+    name: `${prefix}calls`,
+    help: 'Live calls by public state.',
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      const counts = new Map<LiveState, number>(LIVE_STATES.map((state) => [state, 0]));
+      for (const state of live.values()) counts.set(state, (counts.get(state) ?? 0) + 1);
+      for (const [state, count] of counts) this.set({ state }, count);
+    },
+  });
+  const callsEnded = new Counter({
+    name: `${prefix}calls_ended_total`,
+    help: 'Calls that reached a final state, by state (ended|failed) and end reason.',
+    labelNames: ['state', 'end_reason'] as const,
+    registers,
+  });
+  const callsCreated = new Counter({
+    name: `${prefix}calls_created_total`,
+    help: 'Calls created, by direction.',
+    labelNames: ['direction'] as const,
+    registers,
+  });
+  const dialOutcomes = new Counter({
+    name: `${prefix}dial_outcomes_total`,
+    help: 'Outbound dial attempts by outcome: answered, or the CP-04 category of the dial error.',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const webhooks = new Counter({
+    name: `${prefix}webhooks_total`,
+    help: 'LiveKit webhook requests by outcome.',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const httpRequests = new Counter({
+    name: `${prefix}http_requests_total`,
+    help: 'Control API requests by method, route template and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers,
+  });
+  const httpDuration = new Histogram({
+    name: `${prefix}http_request_duration_seconds`,
+    help: 'Control API request duration in seconds, by method and route template.',
+    labelNames: ['method', 'route'] as const,
+    buckets: HTTP_BUCKETS,
+    registers,
+  });
+  const livekitDuration = new Histogram({
+    name: `${prefix}livekit_request_duration_seconds`,
+    help: 'LiveKit API call duration in seconds, by port method and outcome (ok or CP-04 category).',
+    labelNames: ['method', 'outcome'] as const,
+    buckets: LIVEKIT_BUCKETS,
+    registers,
+  });
+
+  // Expose every webhook outcome from the start, so rate() works before the first failure.
+  for (const outcome of WEBHOOK_OUTCOMES) webhooks.inc({ outcome }, 0);
+
+  function observeUnsafe(envelope: ObsEnvelope): void {
+    const state: unknown = envelope.state;
+    const sessionId: unknown = envelope.session_id;
+    if (typeof sessionId === 'string' && typeof state === 'string') {
+      if (FINAL_STATES.has(state)) live.delete(sessionId);
+      else if (LIVE_STATE_SET.has(state)) live.set(sessionId, state as LiveState);
+    }
+
+    switch (envelope.event) {
+      case 'call.created':
+        callsCreated.inc({ direction: label(envelope.direction) });
+        break;
+      case 'call.started':
+        if (envelope.direction === 'outbound') dialOutcomes.inc({ outcome: 'answered' });
+        break;
+      case 'call.error':
+        dialOutcomes.inc({ outcome: label(dataField(envelope, 'category')) });
+        break;
+      case 'call.ended':
+      case 'call.failed':
+        callsEnded.inc({
+          state: envelope.event === 'call.ended' ? 'ended' : 'failed',
+          end_reason: label(dataField(envelope, 'end_reason')),
+        });
+        break;
+    }
+  }
+
+  const metrics: Metrics = {
+    registry,
+    observe(envelope) {
+      // Metrics never disturb a call: a malformed envelope is skipped.
+      try {
+        observeUnsafe(envelope);
+      } catch {
+        // nothing to do
+      }
+    },
+    webhook(outcome) {
+      webhooks.inc({ outcome: label(outcome) });
+    },
+    httpRequest(method, route, status, duration) {
+      const m = methodLabel(method);
+      const r = label(route, 'unmatched');
+      httpRequests.inc({ method: m, route: r, status: statusLabel(status) });
+      httpDuration.observe({ method: m, route: r }, seconds(duration));
+    },
+  };
+  livekitObservers.set(metrics, (method, outcome, duration) => {
+    livekitDuration.observe({ method: label(method), outcome: label(outcome) }, seconds(duration));
+  });
+  return metrics;
+}
+
+/** The CP-04 operation of a LiveKitPort method, for classifyError. */
+export function operationFor(method: keyof LiveKitPort): Operation {
+  switch (method) {
+    case 'dial':
+      return 'dial';
+    case 'dispatchAgent':
+      return 'dispatch';
+    case 'deleteRoom':
+      return 'hangup';
+    case 'transfer':
+      return 'transfer';
+    case 'listParticipants':
+    case 'listRooms':
+      return 'lookup';
+  }
+}
+
+/**
+ * Wraps every method of a LiveKitPort to time it into `livekit_request_duration_seconds`
+ * (label `method` = port method name, `outcome` = 'ok' or the CP-04 category of the error).
+ * Results and errors pass through unchanged (the very same objects).
+ */
+export function instrumentLiveKit(port: LiveKitPort, metrics: Metrics): LiveKitPort {
+  const found = livekitObservers.get(metrics);
+  if (!found) throw new TypeError('instrumentLiveKit needs a Metrics made by createMetrics()');
+  const record: LiveKitObserver = found;
+  async function timed<T>(method: keyof LiveKitPort, call: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    const elapsed = () => (performance.now() - start) / 1000;
+    let value: T;
+    try {
+      value = await call();
+    } catch (err) {
+      record(method, classifyError(err, operationFor(method)).category, elapsed());
+      throw err;
+    }
+    record(method, 'ok', elapsed());
+    return value;
+  }
+
+  // Listed one by one: a method added to the port fails to compile here until it is timed too.
+  return {
+    dial: (request) => timed('dial', () => port.dial(request)),
+    dispatchAgent: (roomName, agentName, metadata) =>
+      timed('dispatchAgent', () => port.dispatchAgent(roomName, agentName, metadata)),
+    deleteRoom: (roomName) => timed('deleteRoom', () => port.deleteRoom(roomName)),
+    transfer: (roomName, participantIdentity, transferTo) =>
+      timed('transfer', () => port.transfer(roomName, participantIdentity, transferTo)),
+    listParticipants: (roomName) => timed('listParticipants', () => port.listParticipants(roomName)),
+    listRooms: () => timed('listRooms', () => port.listRooms()),
+  };
+}
+
+/** `GET /metrics`: the Prometheus text exposition of this Metrics' registry. */
+export function metricsRoutes(metrics: Metrics): Router {
+  const router = new Router();
+  router.get('/metrics', async (ctx) => {
+    const body = await metrics.registry.metrics();
+    ctx.set('Cache-Control', 'no-store');
+    // Set before the body, so Koa keeps it instead of guessing text/plain; charset=utf-8.
+    ctx.set('Content-Type', metrics.registry.contentType);
+    ctx.body = body;
+  });
+  return router;
+}
