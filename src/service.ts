@@ -16,6 +16,7 @@ import type { Config } from './config.js';
 import { createApp } from './http/app.js';
 import type { LiveKitPort } from './livekit/livekit.port.js';
 import { createEventBus, type EventBus } from './obs/event-bus.js';
+import { EventStream } from './obs/event-stream.js';
 import { createMetrics, instrumentLiveKit, type Metrics } from './obs/metrics.js';
 import type { Logger } from './obs/logger.js';
 
@@ -39,8 +40,11 @@ export interface Service {
   store: CallStore;
   bus: EventBus;
   metrics: Metrics;
-  /** Resolves once every queued event and LiveKit command has finished. */
-  settled(): Promise<void>;
+  /**
+   * Resolves once every queued event has been applied and, unless `commands` is false, every
+   * LiveKit command has finished and its result has been applied too.
+   */
+  settled(options?: { commands?: boolean }): Promise<void>;
   /** Finishes in-flight events and stops every actor and timer. */
   close(): Promise<void>;
 }
@@ -71,6 +75,7 @@ export function createService(deps: ServiceDeps): Service {
   const metrics = deps.metrics ?? createMetrics({ collectDefault: false });
   bus.subscribe((envelope) => metrics.observe(envelope));
   const livekit = instrumentLiveKit(deps.livekit, metrics);
+  const stream = new EventStream(bus, { bufferSize: config.events.bufferSize });
   const scheduler = deps.scheduler ?? createTimerScheduler(clock);
   const runtime = new CallRuntime({
     store,
@@ -119,6 +124,8 @@ export function createService(deps: ServiceDeps): Service {
     runtime,
     outbound,
     metrics,
+    stream,
+    heartbeatMs: config.events.heartbeatS * 1000,
     callerId: config.callerId,
     allowedFromNumbers: config.outbound.allowedFromNumbers,
     logger,
@@ -127,9 +134,11 @@ export function createService(deps: ServiceDeps): Service {
     webhookMaxBodyBytes: config.webhook.maxBodyBytes,
   });
 
-  const settled = async (): Promise<void> => {
-    await runtime.serialize('__settle__', async () => undefined);
+  const settled = async ({ commands: withCommands = true } = {}): Promise<void> => {
+    await runtime.idle();
+    if (!withCommands) return;
     await commands.inFlight();
+    await runtime.idle();
   };
   return {
     app,
@@ -139,6 +148,8 @@ export function createService(deps: ServiceDeps): Service {
     metrics,
     settled,
     async close() {
+      // Open event streams never go idle: end them so the HTTP server can close.
+      stream.close();
       admission.stop();
       await commands.inFlight();
       await runtime.stop();

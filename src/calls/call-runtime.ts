@@ -122,6 +122,11 @@ export class CallRuntime {
     return this.lanes.run(key, task);
   }
 
+  /** Resolves once every queued event of every call has been applied. */
+  idle(): Promise<void> {
+    return this.lanes.idle();
+  }
+
   get liveCount(): number {
     return this.live.size;
   }

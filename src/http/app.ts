@@ -7,10 +7,12 @@ import type { OutboundCalls } from '../calls/outbound.js';
 import type { CallStore } from '../calls/store.port.js';
 import type { WebhookIngest } from '../calls/webhook-ingest.js';
 import type { Logger } from '../obs/logger.js';
+import type { EventStream } from '../obs/event-stream.js';
 import { metricsRoutes, type Metrics } from '../obs/metrics.js';
 import { bearerAuth } from './auth.js';
 import { callCommandRoutes } from './call-commands.routes.js';
 import { callReadRoutes } from './calls.routes.js';
+import { eventRoutes } from './events.routes.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { webhookRoutes } from './webhook.routes.js';
 
@@ -20,6 +22,8 @@ export interface AppOptions {
   runtime: CallRuntime;
   outbound: OutboundCalls;
   metrics: Metrics;
+  stream: EventStream;
+  heartbeatMs: number;
   callerId: string;
   allowedFromNumbers: readonly string[];
   logger: Logger;
@@ -83,6 +87,7 @@ export function createApp(options: AppOptions): Koa {
       allowedFromNumbers: options.allowedFromNumbers,
     }).routes(),
   );
+  api.use(eventRoutes({ stream: options.stream, heartbeatMs: options.heartbeatMs, logger: options.logger }).routes());
   app.use(api.routes());
   app.use(api.allowedMethods({ throw: true }));
   return app;

@@ -37,8 +37,8 @@ export interface ServiceHarness {
   /** One POST /webhook with exactly these headers. */
   postRaw(body: string, headers: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }>;
   api(path: string, init?: RequestInit & { key?: string | null }): Promise<Response>;
-  /** waits until every queued event and LiveKit command has finished */
-  settled(): Promise<void>;
+  /** waits until every queued event (and, unless `commands` is false, every LiveKit command) has finished */
+  settled(options?: { commands?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -112,7 +112,7 @@ export async function startServiceHarness(options: { env?: Env; realTime?: boole
       if (key !== null) headers.set('Authorization', `Bearer ${key}`);
       return fetch(`${url}${path}`, { ...rest, headers });
     },
-    settled: () => service.settled(),
+    settled: (opts) => service.settled(opts),
     async close() {
       await standIn.close();
       await service.close();
