@@ -6,6 +6,7 @@ import { retryDelayMs } from '../errors/policy.js';
 import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
 import { sipIdentityFor } from './call.logic.js';
+import { SESSION_ATTRIBUTE } from './outbound.js';
 import type { CallRuntime, CommandRunner } from './call-runtime.js';
 import type { CallRecord } from './store.port.js';
 
@@ -79,7 +80,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         roomName: context.roomName,
         fromNumber: context.callerNumber ?? outbound.callerId,
         participantIdentity: context.sipIdentity ?? sipIdentityFor(record.id, attempt),
-        participantAttributes: { 'control_plane.session_id': record.id },
+        participantAttributes: { [SESSION_ATTRIBUTE]: record.id },
         ringingTimeoutS: context.settings.ringTimeoutS,
         maxCallDurationS: context.settings.maxDurationS,
       });

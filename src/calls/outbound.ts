@@ -38,6 +38,9 @@ export class QueueFullError extends Error {
   }
 }
 
+/** The SIP participant attribute that ties an outbound call's phone leg to its session. */
+export const SESSION_ATTRIBUTE = 'control_plane.session_id';
+
 /** The LiveKit room of an outbound call: named after the session, never after a phone number. */
 export const outboundRoomName = (sessionId: string): string => `call-${sessionId}`;
 

@@ -5,6 +5,7 @@ import type { CallSettings } from '../../machines/call.types.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from './call-runtime.js';
+import { SESSION_ATTRIBUTE } from './outbound.js';
 import type { CallStore, RoomRef } from './store.port.js';
 
 export type IngestOutcome =
@@ -75,8 +76,11 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
         const sessionId = await store.findLiveByRoom(room);
         if (participant.kind === 'agent') return sendTo(sessionId, { type: 'livekit.agent_joined', participant: ref });
         if (participant.kind !== 'sip') break;
-        if (!sessionId) return createInbound(room, participant);
-        return sendTo(sessionId, {
+        // The phone leg of an outbound call says whose it is: a late webhook about it (after the
+        // call ended) must not look like a new inbound caller.
+        const owner = participant.attributes[SESSION_ATTRIBUTE];
+        if (!sessionId && !owner) return createInbound(room, participant);
+        return sendTo(sessionId ?? owner, {
           type: 'livekit.sip_joined',
           participant: ref,
           callStatus: participant.attributes['sip.callStatus'] ?? null,

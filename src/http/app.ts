@@ -13,6 +13,7 @@ import { bearerAuth } from './auth.js';
 import { callCommandRoutes } from './call-commands.routes.js';
 import { callReadRoutes } from './calls.routes.js';
 import { eventRoutes } from './events.routes.js';
+import { openApiDocument } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
 import { webhookRoutes } from './webhook.routes.js';
 
@@ -30,6 +31,13 @@ export interface AppOptions {
   livekit: { apiKey: string; apiSecret: string };
   controlApiKeys: readonly string[];
   webhookMaxBodyBytes: number;
+}
+
+const routeTables = new WeakMap<Koa, { method: string; path: string }[]>();
+
+/** Every method and path the app serves (for the OpenAPI coverage test). */
+export function routesOf(app: Koa): { method: string; path: string }[] {
+  return routeTables.get(app) ?? [];
 }
 
 export function createApp(options: AppOptions): Koa {
@@ -51,6 +59,10 @@ export function createApp(options: AppOptions): Koa {
   open.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  const openapi = openApiDocument();
+  open.get('/openapi.json', (ctx) => {
+    ctx.body = openapi;
+  });
   open.get('/readyz', async (ctx) => {
     try {
       await options.store.ping();
@@ -59,10 +71,10 @@ export function createApp(options: AppOptions): Koa {
     }
     ctx.body = { status: 'ready' };
   });
-  app.use(open.routes());
-  // Counts only, no call data: scraped without a Control API key, like /healthz.
-  app.use(metricsRoutes(options.metrics).routes());
-  app.use(
+  const openRouters = [
+    open,
+    // Counts only, no call data: scraped without a Control API key, like /healthz.
+    metricsRoutes(options.metrics),
     webhookRoutes({
       apiKey: options.livekit.apiKey,
       apiSecret: options.livekit.apiSecret,
@@ -70,25 +82,30 @@ export function createApp(options: AppOptions): Koa {
       ingest: options.ingest,
       metrics: options.metrics,
       logger: options.logger,
-    }).routes(),
-  );
-
-  // Every /v1 request needs a key, also one for a path that does not exist.
-  const auth = bearerAuth(options.controlApiKeys);
-  app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
-  const api = new Router();
-  api.use(callReadRoutes(options.store).routes());
-  api.use(
+    }),
+  ];
+  const apiRouters = [
+    callReadRoutes(options.store),
     callCommandRoutes({
       runtime: options.runtime,
       store: options.store,
       outbound: options.outbound,
       callerId: options.callerId,
       allowedFromNumbers: options.allowedFromNumbers,
-    }).routes(),
+    }),
+    eventRoutes({ stream: options.stream, heartbeatMs: options.heartbeatMs, logger: options.logger }),
+  ];
+  for (const router of openRouters) app.use(router.routes()).use(router.allowedMethods({ throw: true }));
+  // Every /v1 request needs a key, also one for a path that does not exist.
+  const auth = bearerAuth(options.controlApiKeys);
+  app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
+  for (const router of apiRouters) app.use(router.routes()).use(router.allowedMethods({ throw: true }));
+
+  routeTables.set(
+    app,
+    [...openRouters, ...apiRouters].flatMap((router) =>
+      router.stack.flatMap((layer) => layer.methods.filter((method) => method !== 'HEAD').map((method) => ({ method, path: String(layer.path) }))),
+    ),
   );
-  api.use(eventRoutes({ stream: options.stream, heartbeatMs: options.heartbeatMs, logger: options.logger }).routes());
-  app.use(api.routes());
-  app.use(api.allowedMethods({ throw: true }));
   return app;
 }

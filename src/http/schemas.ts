@@ -108,3 +108,10 @@ export const ProblemSchema = z
     instance: z.string().optional(),
   })
   .describe('RFC 9457 problem details');
+
+export const WebhookResultSchema = z.strictObject({
+  status: z.enum(['applied', 'duplicate', 'ignored']),
+  session_id: z.string().nullable(),
+});
+
+export const StatusSchema = z.strictObject({ status: z.enum(['ok', 'ready']) });

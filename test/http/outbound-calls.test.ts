@@ -222,6 +222,32 @@ describe('POST /v1/calls', () => {
     expect(h.standIn.rooms.has(call.livekit_room)).toBe(false);
   });
 
+  it('never mistakes a late webhook about an ended outbound call\'s phone leg for a new inbound call', async () => {
+    await start();
+    const call = await placeCall();
+    await flush();
+    await post(`/v1/calls/${call.id}/hangup`);
+    await flush();
+    expect((await session(call.id)).state).toBe('ended');
+    const late = {
+      event: 'participant_joined',
+      id: 'EV_late00000001',
+      createdAt: String(Math.floor(Date.now() / 1000)),
+      room: { sid: 'RM_late', name: call.livekit_room },
+      participant: {
+        sid: 'PA_late',
+        identity: `sip-${call.id}-1`,
+        kind: 'SIP',
+        state: 'ACTIVE',
+        attributes: { 'sip.phoneNumber': TO, 'sip.callStatus': 'dialing', 'control_plane.session_id': call.id },
+      },
+    };
+    const result = await h.postSigned(JSON.stringify(late));
+    expect(result.status).toBe(200);
+    expect(JSON.parse(result.body)).toMatchObject({ status: 'ignored' });
+    expect(((await (await h.api('/v1/calls')).json()) as { calls: unknown[] }).calls).toHaveLength(1);
+  });
+
   it('hangs up with max_duration when the call lasts too long', async () => {
     await start();
     const call = await placeCall({ to: TO, max_duration_s: 60 });

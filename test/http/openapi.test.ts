@@ -1,0 +1,94 @@
+// GET /openapi.json documents every route, and what the routes really answer matches it.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { routesOf } from '../../src/http/app.js';
+import { EventListSchema, ProblemSchema, SessionListSchema, SessionSchema, StatusSchema, WebhookResultSchema } from '../../src/http/schemas.js';
+import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
+import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
+
+let h: ServiceHarness;
+beforeEach(async () => {
+  h = await startServiceHarness();
+});
+afterEach(async () => {
+  await h.close();
+});
+
+type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+
+/** `/v1/calls/:id` (Koa) → `/v1/calls/{id}` (OpenAPI) */
+const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z_]+)/g, '{$1}');
+
+async function expectShape(response: Response, schema: z.ZodType, status: number): Promise<unknown> {
+  expect(response.status).toBe(status);
+  const body = (await response.json()) as unknown;
+  const result = schema.safeParse(body);
+  expect(result.success, result.success ? '' : z.prettifyError(result.error)).toBe(true);
+  return body;
+}
+
+describe('GET /openapi.json', () => {
+  it('is an OpenAPI 3.1 document served without a key', async () => {
+    const response = await h.api('/openapi.json', { key: null });
+    expect(response.status).toBe(200);
+    const doc = (await response.json()) as Doc;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Session', 'Problem', 'CreateCall', 'Envelope']));
+  });
+
+  it('documents every route the service serves, and nothing it does not', async () => {
+    const doc = (await (await h.api('/openapi.json')).json()) as Doc;
+    const served = routesOf(h.service.app).map((r) => `${r.method} ${toOpenApiPath(r.path)}`).sort();
+    const documented = Object.entries(doc.paths)
+      .flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`))
+      .sort();
+    expect(served.length).toBeGreaterThan(10);
+    expect(documented).toEqual(served);
+  });
+
+  it('documents, for every operation, each status the route was seen to answer', async () => {
+    const doc = (await (await h.api('/openapi.json')).json()) as Doc;
+    const seen: [string, string, string][] = [
+      ['/v1/calls', 'get', '401'],
+      ['/v1/calls', 'post', '422'],
+      ['/v1/calls/{id}', 'get', '404'],
+      ['/v1/calls/{id}/hangup', 'post', '409'],
+      ['/v1/calls/{id}/transfer', 'post', '422'],
+      ['/webhook', 'post', '401'],
+      ['/readyz', 'get', '503'],
+    ];
+    for (const [path, method, status] of seen) expect(Object.keys(doc.paths[path]?.[method]?.responses ?? {}), `${method} ${path}`).toContain(status);
+  });
+});
+
+describe('responses match their documented schemas', () => {
+  it('for sessions, lists, events, webhooks, health and problems', async () => {
+    const room = roomJson('call-_+31612345678_oa');
+    const caller = sipParticipant({ phoneNumber: '+31612345678', trunkPhoneNumber: '+3197010206472', callStatus: 'ringing' });
+    const joined = await h.postSigned(JSON.stringify(webhookEvents.participantJoined(room, caller)));
+    await expectShape(new Response(joined.body, { status: joined.status }), WebhookResultSchema, 200);
+    await h.postSigned(JSON.stringify(webhookEvents.participantJoined(room, agentParticipant())));
+    await h.postSigned(JSON.stringify(webhookEvents.participantLeft(room, caller, 'MEDIA_FAILURE')));
+
+    const placed = (await expectShape(
+      await h.api('/v1/calls', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ to: '+31687654321', metadata: { a: 1 } }) }),
+      SessionSchema,
+      201,
+    )) as { id: string };
+    await h.settled();
+    await expectShape(await h.api(`/v1/calls/${placed.id}/transfer`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"to":"+31201234567"}' }), SessionSchema, 202);
+    await h.settled();
+
+    const list = (await expectShape(await h.api('/v1/calls'), SessionListSchema, 200)) as { calls: { id: string; state: string; error: unknown }[] };
+    expect(list.calls.map((c) => c.state).sort()).toEqual(['ended', 'failed']);
+    for (const call of list.calls) {
+      await expectShape(await h.api(`/v1/calls/${call.id}`), SessionSchema, 200);
+      await expectShape(await h.api(`/v1/calls/${call.id}/events`), EventListSchema, 200);
+    }
+    await expectShape(await h.api(`/v1/calls/${placed.id}/hangup`, { method: 'POST' }), ProblemSchema, 409);
+    await expectShape(await h.api('/v1/calls/nope'), ProblemSchema, 404);
+    await expectShape(await h.api('/v1/calls', { key: null }), ProblemSchema, 401);
+    await expectShape(await h.api('/healthz', { key: null }), StatusSchema, 200);
+    await expectShape(await h.api('/readyz', { key: null }), StatusSchema, 200);
+  });
+});
