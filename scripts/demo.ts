@@ -1,5 +1,5 @@
 // `npm run demo`: the control plane and an embedded LiveKit stand-in with development keys,
-// playing a few inbound calls so a newcomer, with no LiveKit account, sees OBS-00 events and
+// playing a few inbound calls and one outbound call so a newcomer, with no LiveKit account, sees OBS-00 events and
 // final states. The stand-in signs its webhooks exactly as LiveKit does and the service
 // verifies them; nothing in the service knows it is a demo.
 //
@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     LIVEKIT_API_KEY: standIn.apiKey,
     LIVEKIT_API_SECRET: standIn.apiSecret,
     CONTROL_API_KEYS: DEMO_API_KEY,
+    SIP_OUTBOUND_TRUNK_ID: 'ST_demo_outbound',
     AGENT_GRACE_S: '1',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     INSPECT: process.env.INSPECT,
@@ -98,6 +99,21 @@ async function main(): Promise<void> {
   await settle();
   standIn.leaveParticipant(room3, 'sip_+31201234567', 'CLIENT_INITIATED');
   standIn.finishRoom(room3);
+  await settle();
+
+  console.log('\n4. An outbound call placed through the Control API, answered, then hung up through the API');
+  const api = (path: string, body?: unknown) =>
+    fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${DEMO_API_KEY}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  const placed = (await (await api('/v1/calls', { to: '+31687654321', agent: 'receptionist', metadata: { ticket: 'DEMO-1' } })).json()) as Session;
+  await settle();
+  standIn.joinParticipant(placed.livekit_room, agentParticipant({ identity: 'agent-receptionist-out' }));
+  await settle();
+  await sleep(1000);
+  await api(`/v1/calls/${placed.id}/hangup`);
   await settle();
 
   const response = await fetch(`${url}/v1/calls`, { headers: { Authorization: `Bearer ${DEMO_API_KEY}` } });

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 describe('npm run demo', () => {
-  it('plays the three inbound calls to their final states and exits 0', () => {
+  it('plays three inbound calls and one outbound call to their final states and exits 0', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], {
       cwd: process.cwd(),
       env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0' },
@@ -17,6 +17,7 @@ describe('npm run demo', () => {
     expect(out).toMatch(/ended\/remote_hangup/);
     expect(out).toMatch(/ended\/agent_hangup/);
     expect(out).toMatch(/ended\/canceled/);
+    expect(out).toMatch(/outbound .* ended\/api_hangup/);
     expect(out).not.toContain('31612345678');
   }, 90_000);
 });
