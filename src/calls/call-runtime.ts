@@ -11,7 +11,7 @@ import { logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { isFinalState, publicState } from './session.js';
-import type { CallRecord, CallStore } from './store.port.js';
+import { nextDeadline, VersionConflictError, type CallRecord, type CallStore } from './store.port.js';
 import type { Clock, Scheduler } from './timers.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -64,6 +64,7 @@ const TIMER_EVENTS = {
 } as const satisfies Record<TimerName, string>;
 
 const TIMER_RETRY_MS = 1000;
+const MAX_CONFLICT_RETRIES = 3;
 
 export class CallRuntime {
   private readonly live = new Map<string, LiveCall>();
@@ -96,7 +97,7 @@ export class CallRuntime {
 
   /** Creates a call from its input and commits its first events. */
   async create(input: Omit<CallInput, 'at'> & { at?: number }): Promise<CallRecord> {
-    return this.lanes.run(input.sessionId, async () => {
+    return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
       const full: CallInput = { ...input, at: input.at ?? this.now() };
       const live = this.spawn({ input: full });
       const effects = this.collect(input.sessionId, () => live.actor.start());
@@ -109,12 +110,12 @@ export class CallRuntime {
         version: 0,
       };
       return (await this.commit(live, blank, effects)).record;
-    });
+    }));
   }
 
   /** Applies one event to a call, in arrival order with every other event of the call. */
   send(sessionId: string, event: IncomingEvent): Promise<SendResult> {
-    return this.lanes.run(sessionId, () => this.apply(sessionId, event));
+    return this.lanes.run(sessionId, () => this.applyLocked(sessionId, event));
   }
 
   /** Runs `task` in the queue of `key` (webhooks serialize per room while they route). */
@@ -173,10 +174,15 @@ export class CallRuntime {
     return capture.effects;
   }
 
+  /**
+   * The call as stored, with its actor. A cached actor is used only while it is as new as the
+   * store's record: another replica may have moved the call on since.
+   */
   private async load(sessionId: string): Promise<LiveCall | CallRecord | undefined> {
-    const cached = this.live.get(sessionId);
-    if (cached) return cached;
     const record = await this.options.store.get(sessionId);
+    const cached = this.live.get(sessionId);
+    if (cached && record && cached.record.version === record.version) return cached;
+    if (cached) this.evict(sessionId, cached);
     if (!record || isFinalState(record.state)) return record;
     // Restored from the store: xstate re-arms no timers, so they are armed from the context.
     const live = this.spawn({ record });
@@ -184,6 +190,17 @@ export class CallRuntime {
     this.live.set(sessionId, live);
     this.armTimer(record);
     return live;
+  }
+
+  /** One writer per call across replicas; a commit that lost a race is retried on the new state. */
+  private async applyLocked(sessionId: string, event: IncomingEvent): Promise<SendResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.options.store.withCallLock(sessionId, () => this.apply(sessionId, event));
+      } catch (err) {
+        if (!(err instanceof VersionConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw err;
+      }
+    }
   }
 
   private async apply(sessionId: string, incoming: IncomingEvent): Promise<SendResult> {
@@ -275,23 +292,36 @@ export class CallRuntime {
     if (this.live.get(id) === live) this.live.delete(id);
   }
 
-  private armTimer(record: CallRecord): void {
-    let next: { timer: TimerName; at: number } | null = null;
-    for (const [timer, at] of Object.entries(record.context.deadlines) as [TimerName, number | null][]) {
-      if (at !== null && (next === null || at < next.at)) next = { timer, at };
+  /**
+   * Sends the timer event of every deadline of the call that has passed, earliest first. Safe to
+   * call at any time and from any replica: the chart's guards ignore a deadline that moved.
+   */
+  async fireDue(sessionId: string): Promise<void> {
+    const record = await this.options.store.get(sessionId);
+    if (!record || isFinalState(record.state)) return;
+    const now = this.now();
+    const due = (Object.entries(record.context.deadlines) as [TimerName, number | null][])
+      .filter((entry): entry is [TimerName, number] => entry[1] !== null && entry[1] <= now)
+      .sort((a, b) => a[1] - b[1]);
+    for (const [timer] of due) {
+      const result = await this.send(sessionId, { type: TIMER_EVENTS[timer] });
+      if (result.outcome === 'applied') return;
     }
-    if (next === null || this.stopped) {
+  }
+
+  private armTimer(record: CallRecord): void {
+    const at = nextDeadline(record);
+    if (at === null || this.stopped) {
       this.options.scheduler.cancel(record.id);
       return;
     }
-    const { timer } = next;
     const fire = (): void => {
-      this.send(record.id, { type: TIMER_EVENTS[timer] }).catch((err: unknown) => {
+      this.fireDue(record.id).catch((err: unknown) => {
         // The store could not take the change: try again shortly rather than lose the deadline.
-        this.options.logger.error({ err, session_id: record.id, timer }, 'timer event could not be applied; retrying');
+        this.options.logger.error({ err, session_id: record.id }, 'timer event could not be applied; retrying');
         if (!this.stopped) this.options.scheduler.schedule(record.id, this.now() + TIMER_RETRY_MS, fire);
       });
     };
-    this.options.scheduler.schedule(record.id, next.at, fire);
+    this.options.scheduler.schedule(record.id, at, fire);
   }
 }

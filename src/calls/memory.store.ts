@@ -3,6 +3,7 @@
 import type { ObsEnvelope } from '../obs/envelope.js';
 import { isFinalState } from './session.js';
 import {
+  nextDeadline,
   VersionConflictError,
   type CallRecord,
   type CallStore,
@@ -87,6 +88,8 @@ export class MemoryCallStore implements CallStore {
   private readonly liveByRoomName = new Map<string, string>();
   private readonly liveBySipIdentity = new Map<string, string>();
   private readonly webhooks: BoundedIdSet;
+  /** live calls' earliest deadline */
+  private readonly timers = new Map<string, number>();
   /** idempotency keys in claim order (Map order), so expired ones are found at the front */
   private readonly idempotency = new Map<string, { fingerprint: string; expiresAt: number; response: StoredResponse | null }>();
   private readonly now: () => number;
@@ -115,6 +118,9 @@ export class MemoryCallStore implements CallStore {
     for (const event of events) {
       if (entry.events.length < this.options.maxEventsPerCall) entry.events.push(event);
     }
+    const due = nextDeadline(record);
+    if (due === null) this.timers.delete(record.id);
+    else this.timers.set(record.id, due);
     if (isFinalState(record.state)) {
       if (entry.finalAt === null) {
         entry.finalAt = this.now();
@@ -200,6 +206,32 @@ export class MemoryCallStore implements CallStore {
   }
 
   async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  withCallLock<T>(_id: string, task: () => Promise<T>): Promise<T> {
+    return task();
+  }
+
+  async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]> {
+    const due: string[] = [];
+    for (const [id, at] of this.timers) {
+      if (due.length >= limit) break;
+      if (at <= now) due.push(id);
+    }
+    for (const id of due) this.timers.set(id, now + leaseMs);
+    return due;
+  }
+
+  async liveCallIds(limit: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (const item of this.order) {
+      if (ids.length >= limit) break;
+      const entry = this.entries.get(item.id);
+      if (entry && !isFinalState(entry.record.state)) ids.push(item.id);
+    }
+    return ids;
+  }
 
   private expireIdempotencyKeys(): void {
     const now = this.now();

@@ -92,6 +92,29 @@ export interface CallStore {
   completeIdempotencyKey(key: string, response: StoredResponse): Promise<void>;
   /** Gives a claimed key up (the request failed without effect), so a retry may claim it. */
   releaseIdempotencyKey(key: string): Promise<void>;
+  /**
+   * Runs `task` as the call's only writer across every replica sharing this store (a short
+   * lease per call). The embedded store serves one process, whose runtime already serializes
+   * each call, so it runs `task` at once.
+   */
+  withCallLock<T>(id: string, task: () => Promise<T>): Promise<T>;
+  /**
+   * Calls whose earliest deadline (the minimum of `context.deadlines`, kept by `commit`) is at or
+   * before `now`, at most `limit`. Each returned call is leased for `leaseMs`: another replica
+   * gets it again only if the lease runs out before a commit moves its deadline.
+   */
+  claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]>;
+  /** Ids of calls that are not final, oldest first, at most `limit` (for reconciliation). */
+  liveCallIds(limit: number): Promise<string[]>;
   /** Throws StoreUnavailableError when the store cannot serve. */
   ping(): Promise<void>;
+  /** Releases connections; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/** The earliest deadline of a call, or null when none is armed. */
+export function nextDeadline(record: CallRecord): number | null {
+  let next: number | null = null;
+  for (const at of Object.values(record.context.deadlines)) if (at !== null && (next === null || at < next)) next = at;
+  return next;
 }

@@ -48,11 +48,15 @@ describe('CallRuntime', () => {
     const { runtime, store, scheduler, clock, commands } = createCallHarness();
     await runtime.create(inboundInput());
     expect(scheduler.dueAt('call-in-1')).toBe(clock.now() + 30_000);
+    const settle = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      await runtime.idle();
+    };
     scheduler.advance(29_999);
-    await runtime.serialize('call-in-1', async () => undefined);
+    await settle();
     expect((await store.get('call-in-1'))?.state).toBe('ringing');
     scheduler.advance(1);
-    await runtime.serialize('call-in-1', async () => undefined);
+    await settle();
     expect(await store.get('call-in-1')).toMatchObject({ state: 'ending', context: { hangupCause: 'no_answer' } });
     expect(commands).toContainEqual({ command: 'hangUp', sessionId: 'call-in-1' });
     // the ending grace deadline is armed next

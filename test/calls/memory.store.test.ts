@@ -12,7 +12,13 @@ function record(id: string, state: CallState, version = 1): CallRecord {
     version,
     lastSeq: 0,
     snapshot: {} as never,
-    context: { roomName: `room-${id}`, roomSid: `RM_${id}`, sipIdentity: `sip_${id}`, direction: 'inbound' } as never,
+    context: {
+      roomName: `room-${id}`,
+      roomSid: `RM_${id}`,
+      sipIdentity: `sip_${id}`,
+      direction: 'inbound',
+      deadlines: { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null },
+    } as never,
   };
 }
 
