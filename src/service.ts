@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { InspectionEvent } from 'xstate';
 import type { CallSettings } from '../machines/call.types.js';
-import { Admission } from './calls/admission.js';
+import { Admission, MemoryDialQueue, type DialQueue } from './calls/admission.js';
 import { createCommandRunner } from './calls/call-commands.js';
 import { CallRuntime } from './calls/call-runtime.js';
 import { MemoryCallStore } from './calls/memory.store.js';
@@ -30,6 +30,8 @@ export interface ServiceDeps {
   newId?: () => string;
   random?: () => number;
   inspect?: (event: InspectionEvent) => void;
+  /** shared admission state (Redis); defaults to one in memory */
+  dialQueue?: DialQueue;
   /** defaults to metrics without process collectors (main.ts passes one with them) */
   metrics?: Metrics;
 }
@@ -48,6 +50,8 @@ export interface Service {
   /** Finishes in-flight events and stops every actor and timer. */
   close(): Promise<void>;
 }
+
+const ADMISSION_POLL_MS = 250;
 
 export function callSettings(config: Config): CallSettings {
   return {
@@ -101,6 +105,8 @@ export function createService(deps: ServiceDeps): Service {
   runtime.setCommandRunner(commands);
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
   const admission = new Admission({
+    queue: deps.dialQueue ?? new MemoryDialQueue(clock),
+    pollMs: deps.dialQueue ? ADMISSION_POLL_MS : undefined,
     maxConcurrent: config.outbound.maxConcurrentCalls,
     callsPerSecond: config.outbound.callsPerSecond,
     maxQueued: config.outbound.maxQueuedCalls,

@@ -1,119 +1,162 @@
 // Admission control for outbound dials (CP-02): at most MAX_CONCURRENT_CALLS outbound calls in
 // progress and at most CALLS_PER_SECOND new dials a second (a token bucket holding one second's
 // worth). Calls beyond that wait in `queued`, first in, first out, and dial as slots free; the
-// queue itself is bounded.
+// queue itself is bounded. The queue, the slots and the bucket live in a DialQueue: in memory for
+// one process, in Redis when replicas share the work.
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { Logger } from '../obs/logger.js';
 import type { Clock, Scheduler } from './timers.js';
 
-const WAKE_KEY = 'admission';
-
-export interface AdmissionOptions {
+export interface AdmissionLimits {
   maxConcurrent: number;
   callsPerSecond: number;
+}
+
+export type TakeResult = { id: string } | { waitMs: number } | null;
+
+/** The shared state of admission. Every operation is atomic. */
+export interface DialQueue {
+  push(id: string): Promise<void>;
+  /** calls waiting */
+  size(): Promise<number>;
+  /** The next waiting call, if a slot and a token are free (it then holds the slot); how long to wait for a token; or null. */
+  take(limits: AdmissionLimits): Promise<TakeResult>;
+  /** Frees the slot of `id`; false when it held none. */
+  release(id: string): Promise<boolean>;
+  /** Drops `id` from the waiting line. */
+  remove(id: string): Promise<void>;
+}
+
+export class MemoryDialQueue implements DialQueue {
+  private readonly waiting: string[] = [];
+  private readonly active = new Set<string>();
+  private tokens: number | null = null;
+  private refilledAt = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  async push(id: string): Promise<void> {
+    this.waiting.push(id);
+  }
+
+  async size(): Promise<number> {
+    return this.waiting.length;
+  }
+
+  async take(limits: AdmissionLimits): Promise<TakeResult> {
+    if (this.active.size >= limits.maxConcurrent || this.waiting.length === 0) return null;
+    const burst = Math.max(1, limits.callsPerSecond);
+    const now = this.clock.now();
+    this.tokens = Math.min(burst, (this.tokens ?? burst) + ((now - this.refilledAt) / 1000) * limits.callsPerSecond);
+    this.refilledAt = now;
+    if (this.tokens < 1) return { waitMs: Math.ceil(((1 - this.tokens) / limits.callsPerSecond) * 1000) };
+    this.tokens -= 1;
+    const id = this.waiting.shift() as string;
+    this.active.add(id);
+    return { id };
+  }
+
+  async release(id: string): Promise<boolean> {
+    return this.active.delete(id);
+  }
+
+  async remove(id: string): Promise<void> {
+    const index = this.waiting.indexOf(id);
+    if (index >= 0) this.waiting.splice(index, 1);
+  }
+}
+
+export interface AdmissionOptions extends AdmissionLimits {
+  queue: DialQueue;
   maxQueued: number;
   clock: Clock;
   scheduler: Scheduler;
   logger: Logger;
   /** hands a slot to a call; resolves true when the call took it (it may have been hung up meanwhile) */
   grant: (sessionId: string) => Promise<boolean>;
+  /** with a shared queue, look for free slots this often (another replica may have freed one) */
+  pollMs?: number;
 }
 
+const WAKE_KEY = 'admission';
+const RETRY_MS = 1000;
+
 export class Admission {
-  private readonly queue: string[] = [];
-  private head = 0;
-  /** calls holding a slot: from the grant until they are final */
-  private readonly active = new Set<string>();
-  private readonly burst: number;
-  private tokens: number;
-  private refilledAt: number;
   private pumping = false;
+  private again = false;
+  private poller: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: AdmissionOptions) {
-    this.burst = Math.max(1, options.callsPerSecond);
-    this.tokens = this.burst;
-    this.refilledAt = options.clock.now();
-  }
-
-  get queued(): number {
-    return this.queue.length - this.head;
-  }
-
-  get inProgress(): number {
-    return this.active.size;
+    if (options.pollMs) {
+      this.poller = setInterval(() => this.pump(), options.pollMs);
+      this.poller.unref();
+    }
   }
 
   /** Whether one more call may wait for a slot. */
-  hasRoom(): boolean {
-    return this.queued < this.options.maxQueued || this.canGrantNow();
+  async hasRoom(): Promise<boolean> {
+    return (await this.options.queue.size()) < this.options.maxQueued;
   }
 
-  enqueue(sessionId: string): void {
-    this.queue.push(sessionId);
+  async enqueue(sessionId: string): Promise<void> {
+    await this.options.queue.push(sessionId);
     this.pump();
   }
 
   /** Follows the event stream: a final outbound call frees its slot or leaves the queue. */
   observe(envelope: ObsEnvelope): void {
     if (envelope.direction !== 'outbound' || (envelope.state !== 'ended' && envelope.state !== 'failed')) return;
-    if (this.active.delete(envelope.session_id)) {
-      this.pump();
-      return;
-    }
-    const index = this.queue.indexOf(envelope.session_id, this.head);
-    if (index >= 0) this.queue.splice(index, 1);
+    const id = envelope.session_id;
+    this.options.queue
+      .release(id)
+      .then((released) => (released ? this.pump() : this.options.queue.remove(id)))
+      .catch((err: unknown) => this.options.logger.error({ err, session_id: id }, 'dial slot could not be released'));
   }
 
   stop(): void {
     this.options.scheduler.cancel(WAKE_KEY);
-  }
-
-  private refill(): void {
-    const now = this.options.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.options.callsPerSecond);
-    this.refilledAt = now;
-  }
-
-  private canGrantNow(): boolean {
-    this.refill();
-    return this.active.size < this.options.maxConcurrent && this.tokens >= 1;
+    if (this.poller) clearInterval(this.poller);
+    this.poller = null;
   }
 
   private pump(): void {
-    if (this.pumping) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
     this.pumping = true;
-    void this.drain().finally(() => {
-      this.pumping = false;
-    });
+    void this.drain()
+      .catch((err: unknown) => this.options.logger.error({ err }, 'admission could not take the next call'))
+      .finally(() => {
+        this.pumping = false;
+        if (this.again) {
+          this.again = false;
+          this.pump();
+        }
+      });
   }
 
   private async drain(): Promise<void> {
-    while (this.queued > 0 && this.active.size < this.options.maxConcurrent) {
-      this.refill();
-      if (this.tokens < 1) {
-        const waitMs = ((1 - this.tokens) / this.options.callsPerSecond) * 1000;
-        this.options.scheduler.schedule(WAKE_KEY, this.options.clock.now() + Math.ceil(waitMs), () => this.pump());
+    for (;;) {
+      const next = await this.options.queue.take(this.options);
+      if (next === null) return;
+      if ('waitMs' in next) {
+        this.options.scheduler.schedule(WAKE_KEY, this.options.clock.now() + next.waitMs, () => this.pump());
         return;
       }
-      const sessionId = this.queue[this.head++] as string;
-      this.compact();
-      this.active.add(sessionId);
-      this.tokens -= 1;
-      let taken = false;
+      let taken: boolean;
       try {
-        taken = await this.options.grant(sessionId);
+        taken = await this.options.grant(next.id);
       } catch (err) {
-        this.options.logger.error({ err, session_id: sessionId }, 'dial slot could not be granted');
+        // The call could not be told (store down): it waits again, and admission tries later.
+        this.options.logger.error({ err, session_id: next.id }, 'dial slot could not be granted; the call waits again');
+        await this.options.queue.release(next.id);
+        await this.options.queue.push(next.id);
+        this.options.scheduler.schedule(WAKE_KEY, this.options.clock.now() + RETRY_MS, () => this.pump());
+        return;
       }
       // A call hung up while it waited does not keep the slot.
-      if (!taken) this.active.delete(sessionId);
-    }
-  }
-
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
+      if (!taken) await this.options.queue.release(next.id);
     }
   }
 }

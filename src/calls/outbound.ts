@@ -50,7 +50,7 @@ export function createOutboundCalls(options: OutboundOptions) {
     /** Creates the session (`queued`) and puts it in line for a dial slot. */
     async place(request: PlaceCallRequest): Promise<CallRecord> {
       if (!options.trunkId) throw new OutboundNotConfiguredError();
-      if (!admission.hasRoom()) throw new QueueFullError();
+      if (!(await admission.hasRoom())) throw new QueueFullError();
       const sessionId = runtime.newId();
       const record = await runtime.create({
         sessionId,
@@ -70,7 +70,7 @@ export function createOutboundCalls(options: OutboundOptions) {
           maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
         },
       });
-      admission.enqueue(sessionId);
+      await admission.enqueue(sessionId);
       return record;
     },
   };

@@ -25,14 +25,21 @@ export class EventStream {
   private readonly listeners = new Map<StreamListener, (() => void) | undefined>();
   private unsubscribeBus: (() => void) | null;
   private last = 0;
+  /** the first id this stream has seen (a replica joins a shared stream part-way) */
+  private first = 0;
+  private closed = false;
 
-  constructor(bus: EventBus, options: EventStreamOptions) {
+  /**
+   * With a bus, every envelope published on it gets the next id. Without one, the owner feeds
+   * events with their ids through `push` (a replica following the shared Redis event log).
+   */
+  constructor(bus: EventBus | null, options: EventStreamOptions) {
     if (!Number.isSafeInteger(options.bufferSize) || options.bufferSize < 1) {
       throw new RangeError(`bufferSize must be a whole number of at least 1, got ${options.bufferSize}`);
     }
     this.bufferSize = options.bufferSize;
     this.ring = new Array<StreamedEvent | undefined>(options.bufferSize);
-    this.unsubscribeBus = bus.subscribe((envelope) => this.append(envelope));
+    this.unsubscribeBus = bus ? bus.subscribe((envelope) => this.push(envelope)) : null;
   }
 
   /** the id of the latest event (0 before the first) */
@@ -42,7 +49,7 @@ export class EventStream {
 
   /** the id of the oldest event still in the buffer, null before the first event */
   get oldestId(): number | null {
-    return this.last === 0 ? null : Math.max(1, this.last - this.bufferSize + 1);
+    return this.last === 0 ? null : Math.max(this.first, this.last - this.bufferSize + 1);
   }
 
   /** how many subscribers are attached (the open `GET /v1/events` connections) */
@@ -65,7 +72,7 @@ export class EventStream {
     const events: StreamedEvent[] = [];
     for (let id = from; id <= this.last; id++) {
       const event = this.ring[(id - 1) % this.bufferSize];
-      if (event && (!filter || filter(event.envelope))) events.push(event);
+      if (event && event.id === id && (!filter || filter(event.envelope))) events.push(event);
     }
     return { events, truncated };
   }
@@ -75,7 +82,7 @@ export class EventStream {
    * closes (so an open connection can end). Returns the unsubscribe function.
    */
   subscribe(listener: StreamListener, onClose?: () => void): () => void {
-    if (!this.unsubscribeBus) {
+    if (this.closed) {
       onClose?.();
       return () => undefined;
     }
@@ -89,17 +96,21 @@ export class EventStream {
 
   /** Unsubscribes from the bus and tells every subscriber the stream is over. Idempotent. */
   close(): void {
-    if (!this.unsubscribeBus) return;
-    this.unsubscribeBus();
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribeBus?.();
     this.unsubscribeBus = null;
     const closers = [...this.listeners.values()];
     this.listeners.clear();
     for (const onClose of closers) onClose?.();
   }
 
-  private append(envelope: ObsEnvelope): void {
-    const event: StreamedEvent = { id: this.last + 1, envelope };
+  /** Appends an event; `id` defaults to the next one and must be greater than `lastId`. */
+  push(envelope: ObsEnvelope, id: number = this.last + 1): void {
+    if (this.closed || id <= this.last) return;
+    const event: StreamedEvent = { id, envelope };
     this.ring[(event.id - 1) % this.bufferSize] = event;
+    if (this.first === 0) this.first = id;
     this.last = event.id;
     // Every subscriber gets the event even when one throws; the first failure then goes to the
     // bus, which reports it through its onListenerError.

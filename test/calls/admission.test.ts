@@ -1,6 +1,6 @@
 // Admission control of outbound dials: concurrency, calls per second, first in first out.
 import { describe, expect, it } from 'vitest';
-import { Admission } from '../../src/calls/admission.js';
+import { Admission, MemoryDialQueue } from '../../src/calls/admission.js';
 import { createLogger } from '../../src/obs/logger.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { ManualClock, ManualScheduler } from '../support/manual-time.js';
@@ -9,8 +9,10 @@ function setup(options: { maxConcurrent: number; callsPerSecond: number; maxQueu
   const clock = new ManualClock(0);
   const scheduler = new ManualScheduler(clock);
   const granted: { id: string; at: number }[] = [];
+  const queue = new MemoryDialQueue(clock);
   const admission = new Admission({
     ...options,
+    queue,
     clock,
     scheduler,
     logger: createLogger({ level: 'silent' }),
@@ -19,15 +21,15 @@ function setup(options: { maxConcurrent: number; callsPerSecond: number; maxQueu
       return true;
     },
   });
-  const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
   const end = (id: string) => admission.observe({ session_id: id, direction: 'outbound', state: 'ended' } as ObsEnvelope);
-  return { clock, scheduler, granted, admission, tick, end };
+  return { clock, scheduler, granted, admission, queue, tick, end };
 }
 
 describe('Admission', () => {
   it('grants at most CALLS_PER_SECOND dials a second, in arrival order', async () => {
     const { scheduler, granted, admission, tick } = setup({ maxConcurrent: 100, callsPerSecond: 2, maxQueued: 100 });
-    for (const id of ['a', 'b', 'c', 'd', 'e']) admission.enqueue(id);
+    for (const id of ['a', 'b', 'c', 'd', 'e']) await admission.enqueue(id);
     await tick();
     expect(granted.map((g) => g.id)).toEqual(['a', 'b']);
     for (let i = 0; i < 4; i++) {
@@ -44,12 +46,11 @@ describe('Admission', () => {
   });
 
   it('holds a slot until the call is final and then grants the next', async () => {
-    const { granted, admission, tick, end } = setup({ maxConcurrent: 2, callsPerSecond: 1000, maxQueued: 100 });
-    for (const id of ['a', 'b', 'c']) admission.enqueue(id);
+    const { granted, admission, queue, tick, end } = setup({ maxConcurrent: 2, callsPerSecond: 1000, maxQueued: 100 });
+    for (const id of ['a', 'b', 'c']) await admission.enqueue(id);
     await tick();
     expect(granted.map((g) => g.id)).toEqual(['a', 'b']);
-    expect(admission.inProgress).toBe(2);
-    expect(admission.queued).toBe(1);
+    expect(await queue.size()).toBe(1);
     end('b');
     await tick();
     expect(granted.map((g) => g.id)).toEqual(['a', 'b', 'c']);
@@ -57,7 +58,7 @@ describe('Admission', () => {
 
   it('drops a queued call that ended before its turn', async () => {
     const { granted, admission, tick, end } = setup({ maxConcurrent: 1, callsPerSecond: 1000, maxQueued: 100 });
-    for (const id of ['a', 'b', 'c']) admission.enqueue(id);
+    for (const id of ['a', 'b', 'c']) await admission.enqueue(id);
     await tick();
     end('b');
     end('a');
@@ -67,11 +68,11 @@ describe('Admission', () => {
 
   it('says when the queue is full', async () => {
     const { admission, tick } = setup({ maxConcurrent: 1, callsPerSecond: 1000, maxQueued: 2 });
-    admission.enqueue('a');
+    await admission.enqueue('a');
     await tick();
-    expect(admission.hasRoom()).toBe(true);
-    admission.enqueue('b');
-    admission.enqueue('c');
-    expect(admission.hasRoom()).toBe(false);
+    expect(await admission.hasRoom()).toBe(true);
+    await admission.enqueue('b');
+    await admission.enqueue('c');
+    expect(await admission.hasRoom()).toBe(false);
   });
 });
