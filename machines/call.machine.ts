@@ -99,6 +99,7 @@ export const callMachine = setup({
     error: null,
     hangupCause: null,
     transferTarget: null,
+    dialStartedAt: null,
     phoneLeftReason: null,
     deadlines: { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null },
   }),
@@ -208,6 +209,7 @@ export const callMachine = setup({
     ringing: {
       entry: ['markRinging', { type: 'emit', params: { event: 'call.ringing' } }],
       on: {
+        'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         // LiveKit answers an inbound call once the agent subscribes; no webhook carries that
         // moment, so the agent joining is the answer signal (SPEC §3).
         'livekit.agent_joined': {
@@ -245,6 +247,7 @@ export const callMachine = setup({
 
     connected: {
       on: {
+        'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         'livekit.agent_joined': {
           actions: ['addAgent', { type: 'emit', params: { event: 'call.agent_joined' } }],
         },
@@ -287,6 +290,7 @@ export const callMachine = setup({
         { type: 'command', params: { command: 'transfer' } },
       ],
       on: {
+        'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         'transfer.succeeded': {
           target: 'ended',
           actions: { type: 'endWith', params: { reason: 'transferred' } },
@@ -339,6 +343,7 @@ export const callMachine = setup({
         { type: 'command', params: { command: 'hangUp' } },
       ],
       on: {
+        'reconcile.gone': { target: 'ended', actions: 'endAsRequested' },
         'livekit.sip_left': { guard: 'isCurrentSipParticipant', target: 'ended', actions: 'endAsRequested' },
         'livekit.room_finished': { target: 'ended', actions: 'endAsRequested' },
         'timer.ending_grace': {

@@ -150,6 +150,8 @@ export interface CallContext {
   /** set when the plane asked LiveKit to end the call */
   hangupCause: HangupCause | null;
   transferTarget: string | null;
+  /** when the current dial attempt started (outbound) */
+  dialStartedAt: number | null;
   /** the phone party left while a transfer was in flight; the transfer result decides */
   phoneLeftReason: DisconnectReason | null;
   deadlines: Deadlines;
@@ -184,6 +186,11 @@ export type TransferSucceededEvent = At & { type: 'transfer.succeeded' };
 export type TransferFailedEvent = At & { type: 'transfer.failed'; error: CallError };
 
 export type ApiHangupEvent = At & { type: 'api.hangup' };
+/**
+ * Reconciliation found the call's LiveKit room, or its phone leg, gone: LiveKit drops webhooks it
+ * cannot deliver within about 30 s, so the plane checks live calls against LiveKit (SPEC §8).
+ */
+export type ReconcileGoneEvent = At & { type: 'reconcile.gone'; what: 'room' | 'participant' };
 export type ApiTransferEvent = At & { type: 'api.transfer'; to: string };
 
 export type TimerEvent = At & {
@@ -209,6 +216,7 @@ export type CallEvent =
   | TransferFailedEvent
   | ApiHangupEvent
   | ApiTransferEvent
+  | ReconcileGoneEvent
   | TimerEvent;
 
 export type CallEventType = CallEvent['type'];

@@ -18,6 +18,8 @@ export interface Config {
     maxQueuedCalls: number;
   };
   events: { bufferSize: number; heartbeatS: number };
+  /** 0: only at start-up */
+  reconcileIntervalS: number;
   http: { port: number; host: string };
   controlApiKeys: readonly string[];
   redisUrl: string | null;
@@ -161,6 +163,7 @@ export function loadConfig(env: Env): Config {
       callsPerSecond: decimal(env, 'CALLS_PER_SECOND', 5, 0.01, 10_000),
       maxQueuedCalls: integer(env, 'MAX_QUEUED_CALLS', 1000, 0, 1_000_000),
     },
+    reconcileIntervalS: integer(env, 'RECONCILE_INTERVAL_S', 30, 0, 86_400),
     events: {
       bufferSize: integer(env, 'EVENT_STREAM_BUFFER', 10_000, 100, 1_000_000),
       heartbeatS: integer(env, 'SSE_HEARTBEAT_S', 15, 1, 300),

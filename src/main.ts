@@ -38,6 +38,8 @@ if (config.controlApiKeys.length === 0) {
   logger.warn('CONTROL_API_KEYS is empty: the Control API answers 401 to every request');
 }
 
+service.reconciler.start();
+
 const server = createServer(service.app.callback());
 server.listen(config.http.port, config.http.host, () => {
   const { address, port } = server.address() as AddressInfo;

@@ -6,6 +6,8 @@ import type { InspectionEvent } from 'xstate';
 import type { CallSettings } from '../machines/call.types.js';
 import { Admission, MemoryDialQueue, type DialQueue } from './calls/admission.js';
 import { createCommandRunner } from './calls/call-commands.js';
+import { MemoryDialLeases, type DialLeases } from './calls/dial-leases.js';
+import { createReconciler, type Reconciler } from './calls/reconciler.js';
 import { CallRuntime } from './calls/call-runtime.js';
 import { MemoryCallStore } from './calls/memory.store.js';
 import { createOutboundCalls } from './calls/outbound.js';
@@ -32,6 +34,8 @@ export interface ServiceDeps {
   inspect?: (event: InspectionEvent) => void;
   /** shared admission state (Redis); defaults to one in memory */
   dialQueue?: DialQueue;
+  /** shared dial leases (Redis); defaults to ones in memory */
+  dialLeases?: DialLeases;
   /** defaults to metrics without process collectors (main.ts passes one with them) */
   metrics?: Metrics;
 }
@@ -42,6 +46,7 @@ export interface Service {
   store: CallStore;
   bus: EventBus;
   metrics: Metrics;
+  reconciler: Reconciler;
   /**
    * Resolves once every queued event has been applied and, unless `commands` is false, every
    * LiveKit command has finished and its result has been applied too.
@@ -90,9 +95,11 @@ export function createService(deps: ServiceDeps): Service {
     newId: deps.newId ?? randomUUID,
     inspect: deps.inspect,
   });
+  const leases = deps.dialLeases ?? new MemoryDialLeases(clock);
   const commands = createCommandRunner({
     runtime,
     livekit,
+    leases,
     logger,
     random: deps.random,
     outbound: {
@@ -103,6 +110,14 @@ export function createService(deps: ServiceDeps): Service {
     },
   });
   runtime.setCommandRunner(commands);
+  const reconciler = createReconciler({
+    runtime,
+    store,
+    livekit,
+    leases,
+    logger,
+    intervalMs: config.reconcileIntervalS * 1000,
+  });
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
   const admission = new Admission({
     queue: deps.dialQueue ?? new MemoryDialQueue(clock),
@@ -152,10 +167,12 @@ export function createService(deps: ServiceDeps): Service {
     store,
     bus,
     metrics,
+    reconciler,
     settled,
     async close() {
       // Open event streams never go idle: end them so the HTTP server can close.
       stream.close();
+      reconciler.stop();
       admission.stop();
       await commands.inFlight();
       await runtime.stop();

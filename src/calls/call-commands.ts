@@ -8,6 +8,9 @@ import type { Logger } from '../obs/logger.js';
 import { sipIdentityFor } from './call.logic.js';
 import { SESSION_ATTRIBUTE } from './outbound.js';
 import type { CallRuntime, CommandRunner } from './call-runtime.js';
+import type { DialLeases } from './dial-leases.js';
+
+const DIAL_LEASE_MS = 15_000;
 import type { CallRecord } from './store.port.js';
 
 export interface OutboundSettings {
@@ -20,13 +23,14 @@ export interface OutboundSettings {
 export interface CallCommandsOptions {
   runtime: CallRuntime;
   livekit: LiveKitPort;
+  leases: DialLeases;
   logger: Logger;
   outbound: OutboundSettings;
   random?: () => number;
 }
 
 export function createCommandRunner(options: CallCommandsOptions): CommandRunner & { inFlight(): Promise<void> } {
-  const { runtime, livekit, logger, outbound } = options;
+  const { runtime, livekit, logger, outbound, leases } = options;
   const random = options.random ?? Math.random;
   const pending = new Set<Promise<void>>();
   /** dials in flight by session; a hang-up while dialing marks its dial abandoned */
@@ -46,10 +50,18 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
   async function dial(record: CallRecord): Promise<void> {
     const flight = { abandoned: false };
     dials.set(record.id, flight);
+    // The lease tells the other replicas this dial is alive; it lapses if this process dies.
+    const lease = () =>
+      leases.hold(record.id, DIAL_LEASE_MS).catch((err: unknown) => logger.warn({ err, session_id: record.id }, 'dial lease could not be renewed'));
+    await lease();
+    const renew = setInterval(lease, DIAL_LEASE_MS / 3);
+    renew.unref();
     try {
       await placeDial(record, flight);
     } finally {
+      clearInterval(renew);
       if (dials.get(record.id) === flight) dials.delete(record.id);
+      await leases.release(record.id).catch(() => undefined);
     }
   }
 

@@ -83,6 +83,8 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
         end_reason: context.endReason,
         duration_s: durationS(context),
         category: context.error?.category ?? null,
+        // LiveKit's own webhook never came; the plane found the room or phone leg gone.
+        ...(event.type === 'reconcile.gone' ? { reconciled: true, gone: event.what } : {}),
       };
     case 'call.failed':
       return {
@@ -150,6 +152,7 @@ export function createCallLogic(sink: EffectSink) {
           attempt,
           sipIdentity: sipIdentityFor(context.sessionId, attempt),
           sipCallId: null,
+          dialStartedAt: at,
           deadlines: {
             ...NO_DEADLINES,
             ring: at + (context.settings.ringTimeoutS + RING_BACKSTOP_MARGIN_S) * 1000,

@@ -57,6 +57,7 @@ function eventsFor(snapshot: Snapshot): CallEvent[] {
     { type: 'transfer.failed', at, error: error('declined', false, 603) },
     { type: 'api.hangup', at },
     { type: 'api.transfer', at, to: '+31201234567' },
+    { type: 'reconcile.gone', at, what: 'room' },
   ];
 }
 

@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import type { DialLeases } from '../../src/calls/dial-leases.js';
 import type { CallStore } from '../../src/calls/store.port.js';
 import { loadConfig, type Config, type Env } from '../../src/config.js';
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
@@ -42,7 +43,9 @@ export interface ServiceHarness {
   close(): Promise<void>;
 }
 
-export async function startServiceHarness(options: { env?: Env; realTime?: boolean; store?: CallStore } = {}): Promise<ServiceHarness> {
+export async function startServiceHarness(
+  options: { env?: Env; realTime?: boolean; store?: CallStore; dialLeases?: DialLeases } = {},
+): Promise<ServiceHarness> {
   const standIn = await startLiveKitStandIn({
     webhookUrl: 'http://127.0.0.1:1/webhook', // replaced below once the service listens
     webhookRetryDelaysMs: [20, 40, 80, 160],
@@ -56,6 +59,7 @@ export async function startServiceHarness(options: { env?: Env; realTime?: boole
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
+    RECONCILE_INTERVAL_S: '0',
     ...options.env,
   });
   const lines: string[] = [];
@@ -72,6 +76,7 @@ export async function startServiceHarness(options: { env?: Env; realTime?: boole
     logger: createLogger({ level: config.logLevel, destination }),
     livekit: createLiveKitAdapter(config.livekit),
     store: options.store,
+    dialLeases: options.dialLeases,
     ...(clock && scheduler ? { clock, scheduler } : {}),
   });
   const published: ObsEnvelope[] = [];

@@ -1,0 +1,132 @@
+// Reconciliation (SPEC §8): LiveKit drops webhooks it cannot deliver within about 30 s, and a
+// replica can die with a dial in flight. At start-up and every RECONCILE_INTERVAL_S, live calls
+// are checked against LiveKit's rooms and participants:
+// - a call whose room, or whose phone leg, is gone ends as room_closed (`call.ended` says
+//   `reconciled: true`);
+// - a call in `dialing` whose dial no replica holds any more gets its outcome from LiveKit: the
+//   phone leg is there and active → answered; still ringing → checked again next time; not
+//   there → the attempt failed (provider_unavailable, retryable), so the chart dials again with
+//   a new participant identity. A dial is never repeated blindly.
+import type { CallError } from '../../machines/call.types.js';
+import { classifyError } from '../errors/classify.js';
+import type { LiveKitPort } from '../livekit/livekit.port.js';
+import type { Logger } from '../obs/logger.js';
+import type { CallRuntime } from './call-runtime.js';
+import type { DialLeases } from './dial-leases.js';
+import { isFinalState } from './session.js';
+import type { CallRecord, CallStore } from './store.port.js';
+
+export interface ReconcilerOptions {
+  runtime: CallRuntime;
+  store: CallStore;
+  livekit: LiveKitPort;
+  leases: DialLeases;
+  logger: Logger;
+  /** 0 turns periodic reconciliation off (it still runs once at start-up) */
+  intervalMs: number;
+  /** calls younger than this are left alone: LiveKit's answers may predate them */
+  settleMs?: number;
+  /** how many live calls one pass looks at */
+  limit?: number;
+}
+
+export interface ReconcileReport {
+  checked: number;
+  ended: number;
+  dialsResolved: number;
+}
+
+const LOST_DIAL: CallError = {
+  category: 'provider_unavailable',
+  retryable: true,
+  message: 'the dial was lost with a stopped replica and LiveKit has no such participant',
+  sipStatusCode: null,
+};
+
+export function createReconciler(options: ReconcilerOptions) {
+  const { runtime, store, livekit, leases, logger } = options;
+  const settleMs = options.settleMs ?? 10_000;
+  let timer: NodeJS.Timeout | null = null;
+  let running: Promise<ReconcileReport> | null = null;
+
+  async function checkDial(record: CallRecord, report: ReconcileReport): Promise<void> {
+    const { context } = record;
+    // In back-off there is no dial; a fresh dial may not have taken its lease yet.
+    if (context.deadlines.retry !== null || context.dialStartedAt === null) return;
+    if (runtime.now() - context.dialStartedAt < settleMs || (await leases.held(record.id))) return;
+    const participants = await livekit.listParticipants(context.roomName).catch((err: unknown) => {
+      if (classifyError(err, 'lookup').category === 'config_error') return []; // no such room
+      throw err;
+    });
+    const leg = participants.find((p) => p.identity === context.sipIdentity);
+    if (leg?.attributes['sip.callStatus'] === 'active') {
+      await runtime.send(record.id, {
+        type: 'dial.answered',
+        attempt: context.attempt,
+        participantIdentity: leg.identity,
+        sipCallId: leg.attributes['sip.callID'] ?? null,
+      });
+      report.dialsResolved++;
+    } else if (!leg) {
+      await runtime.send(record.id, { type: 'dial.failed', attempt: context.attempt, error: LOST_DIAL, retryAt: runtime.now() });
+      report.dialsResolved++;
+    }
+  }
+
+  async function pass(): Promise<ReconcileReport> {
+    const report: ReconcileReport = { checked: 0, ended: 0, dialsResolved: 0 };
+    const ids = await store.liveCallIds(options.limit ?? 10_000);
+    if (ids.length === 0) return report;
+    const listedAt = runtime.now();
+    const rooms = new Set((await livekit.listRooms()).map((room) => room.name));
+    for (const id of ids) {
+      const record = await store.get(id);
+      if (!record || isFinalState(record.state) || record.state === 'queued') continue;
+      report.checked++;
+      try {
+        if (record.state === 'dialing') {
+          await checkDial(record, report);
+          continue;
+        }
+        if (record.context.createdAt > listedAt - settleMs) continue;
+        let what: 'room' | 'participant' | null = rooms.has(record.context.roomName) ? null : 'room';
+        if (!what && record.context.sipIdentity && record.state !== 'ending') {
+          const participants = await livekit.listParticipants(record.context.roomName);
+          if (!participants.some((p) => p.identity === record.context.sipIdentity)) what = 'participant';
+        }
+        if (what && (await runtime.send(id, { type: 'reconcile.gone', what })).outcome === 'applied') {
+          logger.warn({ session_id: id, gone: what }, 'reconciliation ended a call whose LiveKit room or phone leg is gone');
+          report.ended++;
+        }
+      } catch (err) {
+        logger.warn({ err, session_id: id }, 'reconciliation could not check a call');
+      }
+    }
+    return report;
+  }
+
+  return {
+    /** One pass over the live calls; concurrent callers share the pass in progress. */
+    reconcile(): Promise<ReconcileReport> {
+      running ??= pass().finally(() => {
+        running = null;
+      });
+      return running;
+    },
+    start(): void {
+      const run = () =>
+        void this.reconcile().catch((err: unknown) => logger.warn({ err }, 'reconciliation pass failed; trying again later'));
+      run();
+      if (options.intervalMs > 0) {
+        timer = setInterval(run, options.intervalMs);
+        timer.unref();
+      }
+    },
+    stop(): void {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+  };
+}
+
+export type Reconciler = ReturnType<typeof createReconciler>;

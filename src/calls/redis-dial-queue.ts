@@ -1,0 +1,71 @@
+// Admission state shared by every replica: the waiting line (a list), the calls holding a slot
+// (a set) and the calls-per-second bucket (a hash), all under the `{dial}` hash tag so one script
+// can take a call atomically, also in a Redis Cluster. Redis's own clock drives the bucket, so
+// replicas with skewed clocks agree.
+import type { Redis } from 'ioredis';
+import type { AdmissionLimits, DialQueue, TakeResult } from './admission.js';
+import { StoreUnavailableError } from './store.port.js';
+
+async function guarded<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    throw new StoreUnavailableError('the dial queue in Redis cannot be reached', { cause: err });
+  }
+}
+
+const TAKE = `
+local queue, active, bucket = KEYS[1], KEYS[2], KEYS[3]
+local max_concurrent, cps = tonumber(ARGV[1]), tonumber(ARGV[2])
+if redis.call('SCARD', active) >= max_concurrent or redis.call('LLEN', queue) == 0 then return {0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local burst = math.max(1, cps)
+local tokens = tonumber(redis.call('HGET', bucket, 'tokens') or burst)
+local at = tonumber(redis.call('HGET', bucket, 'at') or now)
+tokens = math.min(burst, tokens + math.max(0, now - at) / 1000 * cps)
+if tokens < 1 then
+  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
+  return {1, math.ceil((1 - tokens) / cps * 1000)}
+end
+local id = redis.call('LPOP', queue)
+redis.call('SADD', active, id)
+redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
+return {2, id}`;
+
+export class RedisDialQueue implements DialQueue {
+  private readonly keys: [string, string, string];
+
+  constructor(
+    private readonly redis: Redis,
+    keyPrefix: string,
+  ) {
+    this.keys = [`${keyPrefix}{dial}:queue`, `${keyPrefix}{dial}:active`, `${keyPrefix}{dial}:bucket`];
+  }
+
+  async push(id: string): Promise<void> {
+    await guarded(() => this.redis.rpush(this.keys[0], id));
+  }
+
+  async size(): Promise<number> {
+    return guarded(() => this.redis.llen(this.keys[0]));
+  }
+
+  async take(limits: AdmissionLimits): Promise<TakeResult> {
+    const [kind, value] = (await guarded(() => this.redis.eval(TAKE, 3, ...this.keys, limits.maxConcurrent, limits.callsPerSecond))) as [
+      number,
+      number | string,
+    ];
+    if (kind === 1) return { waitMs: Number(value) };
+    if (kind === 2) return { id: String(value) };
+    return null;
+  }
+
+  async release(id: string): Promise<boolean> {
+    return (await guarded(() => this.redis.srem(this.keys[1], id))) === 1;
+  }
+
+  async remove(id: string): Promise<void> {
+    await guarded(() => this.redis.lrem(this.keys[0], 0, id));
+  }
+}
