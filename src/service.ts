@@ -19,6 +19,7 @@ import { createApp } from './http/app.js';
 import type { LiveKitPort } from './livekit/livekit.port.js';
 import { createEventBus, type EventBus } from './obs/event-bus.js';
 import { EventStream } from './obs/event-stream.js';
+import type { RedisEventLog } from './obs/redis-event-log.js';
 import { createMetrics, instrumentLiveKit, type Metrics } from './obs/metrics.js';
 import type { Logger } from './obs/logger.js';
 
@@ -32,9 +33,13 @@ export interface ServiceDeps {
   newId?: () => string;
   random?: () => number;
   inspect?: (event: InspectionEvent) => void;
-  /** shared admission state (Redis); defaults to one in memory */
-  dialQueue?: DialQueue;
-  /** shared dial leases (Redis); defaults to ones in memory */
+  /**
+   * What replicas share besides the store (with REDIS_URL): admission state, dial leases and the
+   * event log behind every replica's event stream. Timers are then also polled from the store, so
+   * a deadline armed by a replica that died still fires.
+   */
+  shared?: { dialQueue: DialQueue; dialLeases: DialLeases; eventLog: RedisEventLog };
+  /** dial leases of a single process, when a test wants to hold or drop them */
   dialLeases?: DialLeases;
   /** defaults to metrics without process collectors (main.ts passes one with them) */
   metrics?: Metrics;
@@ -57,6 +62,10 @@ export interface Service {
 }
 
 const ADMISSION_POLL_MS = 250;
+const TIMER_POLL_MS = 250;
+const TIMER_CLAIM_LIMIT = 200;
+/** a claimed timer comes back to any replica after this if its call was not moved on */
+const TIMER_LEASE_MS = 10_000;
 
 export function callSettings(config: Config): CallSettings {
   return {
@@ -84,7 +93,9 @@ export function createService(deps: ServiceDeps): Service {
   const metrics = deps.metrics ?? createMetrics({ collectDefault: false });
   bus.subscribe((envelope) => metrics.observe(envelope));
   const livekit = instrumentLiveKit(deps.livekit, metrics);
-  const stream = new EventStream(bus, { bufferSize: config.events.bufferSize });
+  const shared = deps.shared;
+  const stream = new EventStream(shared ? null : bus, { bufferSize: config.events.bufferSize });
+  if (shared) void shared.eventLog.follow(stream, config.events.bufferSize);
   const scheduler = deps.scheduler ?? createTimerScheduler(clock);
   const runtime = new CallRuntime({
     store,
@@ -94,8 +105,9 @@ export function createService(deps: ServiceDeps): Service {
     scheduler,
     newId: deps.newId ?? randomUUID,
     inspect: deps.inspect,
+    afterCommit: shared ? (envelopes) => shared.eventLog.append(envelopes) : undefined,
   });
-  const leases = deps.dialLeases ?? new MemoryDialLeases(clock);
+  const leases = shared?.dialLeases ?? deps.dialLeases ?? new MemoryDialLeases(clock);
   const commands = createCommandRunner({
     runtime,
     livekit,
@@ -120,8 +132,8 @@ export function createService(deps: ServiceDeps): Service {
   });
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
   const admission = new Admission({
-    queue: deps.dialQueue ?? new MemoryDialQueue(clock),
-    pollMs: deps.dialQueue ? ADMISSION_POLL_MS : undefined,
+    queue: shared?.dialQueue ?? new MemoryDialQueue(clock),
+    pollMs: shared ? ADMISSION_POLL_MS : undefined,
     maxConcurrent: config.outbound.maxConcurrentCalls,
     callsPerSecond: config.outbound.callsPerSecond,
     maxQueued: config.outbound.maxQueuedCalls,
@@ -155,6 +167,24 @@ export function createService(deps: ServiceDeps): Service {
     webhookMaxBodyBytes: config.webhook.maxBodyBytes,
   });
 
+  // A replica that died leaves its armed timers behind: every replica takes due ones from the store.
+  let timerPoll: NodeJS.Timeout | null = null;
+  if (shared) {
+    let polling = false;
+    timerPoll = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      store
+        .claimDueTimers(clock.now(), TIMER_CLAIM_LIMIT, TIMER_LEASE_MS)
+        .then((ids) => Promise.all(ids.map((id) => runtime.fireDue(id))))
+        .catch((err: unknown) => logger.warn({ err }, 'due timers could not be taken from the store; retrying'))
+        .finally(() => {
+          polling = false;
+        });
+    }, TIMER_POLL_MS);
+    timerPoll.unref();
+  }
+
   const settled = async ({ commands: withCommands = true } = {}): Promise<void> => {
     await runtime.idle();
     if (!withCommands) return;
@@ -172,6 +202,8 @@ export function createService(deps: ServiceDeps): Service {
     async close() {
       // Open event streams never go idle: end them so the HTTP server can close.
       stream.close();
+      if (timerPoll) clearInterval(timerPoll);
+      await shared?.eventLog.stop();
       reconciler.stop();
       admission.stop();
       await commands.inFlight();

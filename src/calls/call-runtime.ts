@@ -38,6 +38,11 @@ export interface CallRuntimeOptions {
   newId: () => string;
   /** attach the Stately inspector to every actor */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * Called with a commit's events once they are stored, before the call's next event is taken
+   * (the shared event log of several replicas). A failure is logged: the commit stands.
+   */
+  afterCommit?: (envelopes: readonly ObsEnvelope[]) => Promise<unknown>;
 }
 
 /** An action or guard of the chart threw: a defect, reported without taking the process down. */
@@ -265,6 +270,11 @@ export class CallRuntime {
     for (const envelope of envelopes) {
       logObsEvent(this.options.logger, envelope);
       this.options.bus.publish(envelope);
+    }
+    if (this.options.afterCommit && envelopes.length > 0) {
+      await this.options.afterCommit(envelopes).catch((err: unknown) =>
+        this.options.logger.error({ err, session_id: id }, 'committed events could not be added to the shared event log'),
+      );
     }
     if (isFinalState(state)) {
       this.evict(id, live);
