@@ -1,0 +1,600 @@
+// The shared store (SPEC §8, with REDIS_URL): calls, their events, webhook de-duplication,
+// idempotency keys, timers and per-call writer leases live in Redis, so any replica serves any
+// request and a replica that dies mid-call loses nothing. Semantics follow MemoryCallStore
+// (the contract suite in test/calls/store.contract.test.ts runs against both).
+//
+// Key layout (every key starts with `keyPrefix`, default `cp:`):
+//
+//   Per call, all with the hash tag of the call id, so one call is one Cluster slot:
+//     call:{<id>}              hash: version, state, record (CallRecord JSON), ordinal
+//     call:{<id>}:events       list of OBS-00 envelopes (JSON), RPUSH; the first maxEventsPerCall kept
+//     call:{<id>}:lock         writer lease: random token, PX lockTtlMs
+//   A final call's record and events get PEXPIRE retentionMs once, when it first commits final.
+//
+//   Global (each Lua script touches one call's keys or one global key, never both):
+//     calls:ordinal            INCR counter: a call's ordinal, taken once, before its first commit
+//     calls:all                ZSET id -> ordinal (listing, newest first)
+//     calls:state:<state>      ZSET id -> ordinal, the call's current state
+//     calls:direction:<dir>    ZSET id -> ordinal
+//     calls:live               ZSET id -> ordinal of calls not final (liveCallIds, oldest first)
+//     calls:expiry             ZSET id -> when a final call's record expires: the index entries of
+//                              expired calls are removed from there (and lazily by readers)
+//     room:sid:<sid>           string -> id of the live call in that LiveKit room
+//     room:name:<name>         string -> id of the live call last committed with that room name
+//     sip:<identity>           string -> id of the live call with that SIP participant
+//     timers                   ZSET id -> nextDeadline(record) of live calls, or the lease end
+//                              of a claimed timer
+//     webhook:<eventId>        "1", SET NX PX webhookDedupTtlMs
+//     idem:<key>               {"fingerprint","response"} JSON, SET NX PX ttl; completed with
+//                              SET KEEPTTL; released with DEL
+//
+// The call's own keys are the truth: commit writes them in one Lua script (compare-and-set on the
+// version). The global indexes are written afterwards with separate commands, so they are hints:
+// a crash between the two leaves them stale, readers verify every hit against the record (state,
+// room, identity, existence) and skip what does not match, and the next commit of the call writes
+// them again. A failure while writing indexes does not fail the commit (the record is stored);
+// it is reported to `onIndexError`.
+//
+// Differences from the embedded store: final calls are bounded by retention time only (no count
+// cap), webhook ids by time (webhookDedupTtlMs) instead of by count, and a final call never has
+// a timer (the embedded store keeps one if a final record still carries a deadline).
+import { createHash, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { CallState, Direction } from '../../machines/call.types.js';
+import type { ObsEnvelope } from '../obs/envelope.js';
+import { InvalidCursorError } from './memory.store.js';
+import { CALL_STATES, isFinalState } from './session.js';
+import {
+  nextDeadline,
+  StoreUnavailableError,
+  VersionConflictError,
+  type CallRecord,
+  type CallStore,
+  type IdempotencyClaim,
+  type ListPage,
+  type ListQuery,
+  type RoomRef,
+  type StoredResponse,
+} from './store.port.js';
+
+export interface RedisStoreOptions {
+  /** REDIS_URL */
+  url: string;
+  /** default 'cp:'; must not contain `{` (the call id is the hash tag) */
+  keyPrefix?: string;
+  /** final calls (record + events) expire after this (Redis PEXPIRE) */
+  retentionMs: number;
+  /** a webhook id is remembered this long (LiveKit retries for ~30 s) */
+  webhookDedupTtlMs: number;
+  maxEventsPerCall: number;
+  /** per-call writer lease, default 5000 */
+  lockTtlMs?: number;
+  /** how long withCallLock waits for a busy lock before throwing StoreUnavailableError, default 10000 */
+  lockWaitMs?: number;
+  /** the clock of the index clean-up of expired calls; record TTLs use the Redis server's clock */
+  now?: () => number;
+  /** told when the indexes could not be written after a commit that itself succeeded */
+  onIndexError?: (err: unknown, callId: string) => void;
+}
+
+const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
+/** how long an operation waits for a connection attempt that is under way before failing */
+const CONNECT_WAIT_MS = 1000;
+const GC_INTERVAL_MS = 1000;
+const GC_BATCH = 64;
+
+class LuaScript {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+}
+
+// KEYS: call hash, events list. ARGV: version, state, record JSON, ordinal ('' when not new),
+// final ('1'/'0'), retentionMs, maxEventsPerCall, events JSON...
+// Returns {0, storedVersion} on a conflict, else {1, previous record JSON or '', ordinal or ''}.
+const COMMIT = new LuaScript(`
+local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if tonumber(ARGV[1]) ~= stored + 1 then return {0, stored} end
+local previous = redis.call('HGET', KEYS[1], 'record') or ''
+local ordinal = redis.call('HGET', KEYS[1], 'ordinal')
+if not ordinal then
+  ordinal = ARGV[4]
+  if ordinal ~= '' then redis.call('HSET', KEYS[1], 'ordinal', ordinal) end
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2], 'record', ARGV[3])
+local count = redis.call('LLEN', KEYS[2])
+local max = tonumber(ARGV[7])
+for i = 8, #ARGV do
+  if count >= max then break end
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  count = count + 1
+end
+if ARGV[5] == '1' then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    ttl = tonumber(ARGV[6])
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+return {1, previous, ordinal}`);
+
+// KEYS: call hash, events list. nil for an unknown call.
+const EVENTS = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('LRANGE', KEYS[2], 0, -1)`);
+
+// KEYS: one key. Deletes it if it holds ARGV[1] (lookup keys, lock release).
+const DELETE_IF = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`);
+
+// KEYS: lock. ARGV: token, ttl. Idempotent: a resent acquire of our own lock succeeds.
+const LOCK = new LuaScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`);
+
+// KEYS: lock. ARGV: token, ttl.
+const EXTEND = new LuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`);
+
+// KEYS: timers. ARGV: now, limit, lease end.
+const CLAIM_TIMERS = new LuaScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids`);
+
+// KEYS: idempotency key. ARGV: value, ttl. '' when claimed, else the stored value.
+const CLAIM_IDEMPOTENCY = new LuaScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
+return redis.call('GET', KEYS[1]) or ''`);
+
+// KEYS: idempotency key. ARGV: response JSON. Keeps the fingerprint and the TTL.
+const COMPLETE_IDEMPOTENCY = new LuaScript(`
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local fingerprint = cjson.decode(value)['fingerprint']
+redis.call('SET', KEYS[1], '{"fingerprint":' .. cjson.encode(fingerprint) .. ',"response":' .. ARGV[1] .. '}', 'KEEPTTL')
+return 1`);
+
+const encodeCursor = (ordinal: number): string => Buffer.from(`o:${ordinal}`).toString('base64url');
+
+/** Same format as the embedded store's cursors. */
+function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = /^o:(\d{1,15})$/.exec(text);
+  if (!match?.[1]) throw new InvalidCursorError();
+  return Number(match[1]);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RedisCallStore implements CallStore {
+  /** the ioredis client, for the event stream and admission code */
+  readonly redis: Redis;
+  readonly keyPrefix: string;
+  private readonly lockTtlMs: number;
+  private readonly lockWaitMs: number;
+  private readonly now: () => number;
+  private lastGc = 0;
+  private lastError: unknown = null;
+
+  constructor(private readonly options: RedisStoreOptions) {
+    this.keyPrefix = options.keyPrefix ?? 'cp:';
+    if (this.keyPrefix.includes('{')) throw new Error('RedisCallStore: keyPrefix must not contain "{"');
+    this.lockTtlMs = options.lockTtlMs ?? 5000;
+    this.lockWaitMs = options.lockWaitMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+    this.redis = new Redis(options.url, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      lazyConnect: false,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    // ioredis reports connection errors as events; operations report them as StoreUnavailableError.
+    this.redis.on('error', (err: unknown) => {
+      this.lastError = err;
+    });
+  }
+
+  // ---- keys ----
+
+  private callKey(id: string): string {
+    return `${this.keyPrefix}call:{${id}}`;
+  }
+  private eventsKey(id: string): string {
+    return `${this.keyPrefix}call:{${id}}:events`;
+  }
+  private lockKey(id: string): string {
+    return `${this.keyPrefix}call:{${id}}:lock`;
+  }
+  private key(name: string): string {
+    return `${this.keyPrefix}${name}`;
+  }
+  private stateKey(state: CallState): string {
+    return this.key(`calls:state:${state}`);
+  }
+  private directionKey(direction: Direction): string {
+    return this.key(`calls:direction:${direction}`);
+  }
+  private lookupKeys(record: CallRecord): string[] {
+    const { roomSid, roomName, sipIdentity } = record.context;
+    const keys = [this.key(`room:name:${roomName}`)];
+    if (roomSid) keys.push(this.key(`room:sid:${roomSid}`));
+    if (sipIdentity) keys.push(this.key(`sip:${sipIdentity}`));
+    return keys;
+  }
+
+  // ---- CallStore ----
+
+  async get(id: string): Promise<CallRecord | undefined> {
+    return this.guard('get', () => this.load(id));
+  }
+
+  async commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void> {
+    return this.guard('commit', async () => {
+      const final = isFinalState(record.state);
+      const ordinal = record.version === 1 ? String(await this.redis.incr(this.key('calls:ordinal'))) : '';
+      const result = (await this.run(
+        COMMIT,
+        [this.callKey(record.id), this.eventsKey(record.id)],
+        [
+          String(record.version),
+          record.state,
+          JSON.stringify(record),
+          ordinal,
+          final ? '1' : '0',
+          String(this.options.retentionMs),
+          String(this.options.maxEventsPerCall),
+          ...events.map((event) => JSON.stringify(event)),
+        ],
+      )) as [number, number | string, string?];
+      if (result[0] !== 1) {
+        const stored = Number(result[1]);
+        throw new VersionConflictError(record.id, stored + 1, record.version);
+      }
+      const previous = typeof result[1] === 'string' && result[1] !== '' ? (JSON.parse(result[1]) as CallRecord) : null;
+      const stored = result[2] ? Number(result[2]) : Number.NaN;
+      try {
+        await this.reindex(record, previous, stored);
+        await this.collectExpired();
+      } catch (err) {
+        this.options.onIndexError?.(err, record.id);
+      }
+    });
+  }
+
+  async findLiveByRoom(room: RoomRef): Promise<string | undefined> {
+    return this.guard('findLiveByRoom', async () => {
+      if (room.sid) {
+        const id = await this.redis.get(this.key(`room:sid:${room.sid}`));
+        if (id) {
+          const record = await this.load(id);
+          if (record && !isFinalState(record.state) && record.context.roomSid === room.sid) return id;
+        }
+      }
+      const id = await this.redis.get(this.key(`room:name:${room.name}`));
+      if (!id) return undefined;
+      const record = await this.load(id);
+      if (!record || isFinalState(record.state) || record.context.roomName !== room.name) return undefined;
+      // Room names are reused: a name match counts only while the call has not seen another sid.
+      const sid = record.context.roomSid;
+      return !sid || !room.sid || sid === room.sid ? id : undefined;
+    });
+  }
+
+  async findLiveBySipIdentity(identity: string): Promise<string | undefined> {
+    return this.guard('findLiveBySipIdentity', async () => {
+      const id = await this.redis.get(this.key(`sip:${identity}`));
+      if (!id) return undefined;
+      const record = await this.load(id);
+      return record && !isFinalState(record.state) && record.context.sipIdentity === identity ? id : undefined;
+    });
+  }
+
+  async list(query: ListQuery): Promise<ListPage> {
+    const before = query.cursor === undefined ? null : decodeCursor(query.cursor);
+    return this.guard('list', async () => {
+      const index = await this.narrowestIndex(query);
+      const records: CallRecord[] = [];
+      let lastOrdinal: number | null = null;
+      let more = false;
+      let max = before === null ? '+inf' : `(${before}`;
+      const batch = Math.min(Math.max(query.limit + 1, 16), 500);
+      scan: for (;;) {
+        const page = await this.redis.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', 0, batch);
+        if (page.length === 0) break;
+        const ids: string[] = [];
+        const ordinals: number[] = [];
+        for (let i = 0; i + 1 < page.length; i += 2) {
+          ids.push(page[i] as string);
+          ordinals.push(Number(page[i + 1]));
+        }
+        const loaded = await Promise.all(ids.map((id) => this.load(id)));
+        const missing: string[] = [];
+        for (let i = 0; i < ids.length; i++) {
+          const record = loaded[i];
+          const ordinal = ordinals[i] as number;
+          max = `(${ordinal}`;
+          if (!record) {
+            missing.push(ids[i] as string);
+            continue;
+          }
+          if (query.state && record.state !== query.state) continue;
+          if (query.direction && record.context.direction !== query.direction) continue;
+          if (records.length === query.limit) {
+            more = true;
+            break;
+          }
+          records.push(record);
+          lastOrdinal = ordinal;
+        }
+        // Expired calls: their record is gone for good, so the index entry can go too.
+        if (missing.length > 0) await this.redis.zrem(index, ...missing);
+        if (more || ids.length < batch) break scan;
+      }
+      return { records, nextCursor: more && lastOrdinal !== null ? encodeCursor(lastOrdinal) : null };
+    });
+  }
+
+  async events(id: string): Promise<ObsEnvelope[] | undefined> {
+    return this.guard('events', async () => {
+      const raw = (await this.run(EVENTS, [this.callKey(id), this.eventsKey(id)], [])) as string[] | null;
+      return raw ? raw.map((json) => JSON.parse(json) as ObsEnvelope) : undefined;
+    });
+  }
+
+  async seenWebhook(eventId: string): Promise<boolean> {
+    return this.guard('seenWebhook', async () => (await this.redis.exists(this.key(`webhook:${eventId}`))) === 1);
+  }
+
+  async rememberWebhook(eventId: string): Promise<void> {
+    return this.guard('rememberWebhook', async () => {
+      await this.redis.set(this.key(`webhook:${eventId}`), '1', 'PX', this.options.webhookDedupTtlMs, 'NX');
+    });
+  }
+
+  async claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim> {
+    return this.guard('claimIdempotencyKey', async () => {
+      const value = JSON.stringify({ fingerprint, response: null });
+      const existing = (await this.run(CLAIM_IDEMPOTENCY, [this.key(`idem:${key}`)], [value, String(Math.max(1, Math.ceil(ttlMs)))])) as string;
+      if (existing === '') return { status: 'claimed' };
+      const stored = JSON.parse(existing) as { fingerprint: string; response: StoredResponse | null };
+      return stored.response
+        ? { status: 'done', fingerprint: stored.fingerprint, response: stored.response }
+        : { status: 'in_flight', fingerprint: stored.fingerprint };
+    });
+  }
+
+  async completeIdempotencyKey(key: string, response: StoredResponse): Promise<void> {
+    return this.guard('completeIdempotencyKey', async () => {
+      await this.run(COMPLETE_IDEMPOTENCY, [this.key(`idem:${key}`)], [JSON.stringify(response)]);
+    });
+  }
+
+  async releaseIdempotencyKey(key: string): Promise<void> {
+    return this.guard('releaseIdempotencyKey', async () => {
+      await this.redis.del(this.key(`idem:${key}`));
+    });
+  }
+
+  async withCallLock<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const lock = this.lockKey(id);
+    const token = randomUUID();
+    const ttl = String(this.lockTtlMs);
+    await this.guard('withCallLock', async () => {
+      const giveUpAt = Date.now() + this.lockWaitMs;
+      for (;;) {
+        if ((await this.run(LOCK, [lock], [token, ttl])) === 1) return;
+        if (Date.now() >= giveUpAt) {
+          throw new StoreUnavailableError(`call ${id} is held by another writer for more than ${this.lockWaitMs} ms`);
+        }
+        await sleep(5 + Math.random() * 20);
+      }
+    });
+    // Keep the lease while the task runs longer than a third of it.
+    let held = true;
+    const renew = setInterval(
+      () => {
+        if (!held) return;
+        this.run(EXTEND, [lock], [token, ttl]).then(
+          (extended) => {
+            if (extended !== 1) held = false; // lost: another writer may have it now
+          },
+          () => undefined, // Redis is down: try again on the next tick
+        );
+      },
+      Math.max(10, Math.floor(this.lockTtlMs / 3)),
+    );
+    renew.unref();
+    try {
+      return await task();
+    } finally {
+      clearInterval(renew);
+      // The lease runs out by itself if Redis cannot be told now.
+      await this.run(DELETE_IF, [lock], [token]).catch(() => undefined);
+    }
+  }
+
+  async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]> {
+    return this.guard('claimDueTimers', async () => {
+      if (limit <= 0) return [];
+      return (await this.run(CLAIM_TIMERS, [this.key('timers')], [String(now), String(limit), String(now + leaseMs)])) as string[];
+    });
+  }
+
+  async liveCallIds(limit: number): Promise<string[]> {
+    return this.guard('liveCallIds', async () => {
+      const index = this.key('calls:live');
+      const ids: string[] = [];
+      let min = '-inf';
+      const batch = Math.min(Math.max(limit, 16), 500);
+      while (ids.length < limit) {
+        const page = await this.redis.zrangebyscore(index, min, '+inf', 'WITHSCORES', 'LIMIT', 0, batch);
+        if (page.length === 0) break;
+        const members: string[] = [];
+        for (let i = 0; i + 1 < page.length; i += 2) {
+          members.push(page[i] as string);
+          min = `(${page[i + 1] as string}`;
+        }
+        const states = await Promise.all(members.map((id) => this.redis.hget(this.callKey(id), 'state')));
+        const stale: string[] = [];
+        for (let i = 0; i < members.length && ids.length < limit; i++) {
+          const state = states[i] as CallState | null;
+          // A missing or final call never becomes live again: drop the stale entry.
+          if (!state || isFinalState(state)) stale.push(members[i] as string);
+          else ids.push(members[i] as string);
+        }
+        if (stale.length > 0) await this.redis.zrem(index, ...stale);
+        if (members.length < batch) break;
+      }
+      return ids;
+    });
+  }
+
+  async ping(): Promise<void> {
+    return this.guard('ping', async () => {
+      await this.redis.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  // ---- internals ----
+
+  /** Maps every failure but the contract's own errors to StoreUnavailableError. */
+  private async guard<T>(operation: string, body: () => Promise<T>): Promise<T> {
+    try {
+      await this.awaitConnectionAttempt();
+      return await body();
+    } catch (err) {
+      if (err instanceof VersionConflictError || err instanceof InvalidCursorError || err instanceof StoreUnavailableError) throw err;
+      const cause = err ?? this.lastError;
+      throw new StoreUnavailableError(`redis store: ${operation} failed: ${errorMessage(cause)}`, { cause });
+    }
+  }
+
+  /**
+   * Commands fail at once while disconnected (no offline queue). While a connection attempt is
+   * under way (startup, or a reconnect), wait briefly for its outcome instead of failing a
+   * command that would succeed a moment later.
+   */
+  private async awaitConnectionAttempt(): Promise<void> {
+    const status = this.redis.status;
+    if (status !== 'connecting' && status !== 'connect') return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        this.redis.off('close', done);
+        this.redis.off('end', done);
+        resolve();
+      };
+      const timer = setTimeout(done, CONNECT_WAIT_MS);
+      this.redis.once('ready', done);
+      this.redis.once('close', done);
+      this.redis.once('end', done);
+    });
+  }
+
+  private async run(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!errorMessage(err).startsWith('NOSCRIPT')) throw err;
+      return this.redis.eval(script.source, keys.length, ...keys, ...args);
+    }
+  }
+
+  private async load(id: string): Promise<CallRecord | undefined> {
+    const json = await this.redis.hget(this.callKey(id), 'record');
+    return json ? (JSON.parse(json) as CallRecord) : undefined;
+  }
+
+  private async narrowestIndex(query: ListQuery): Promise<string> {
+    if (query.state && query.direction) {
+      const [byState, byDirection] = await Promise.all([
+        this.redis.zcard(this.stateKey(query.state)),
+        this.redis.zcard(this.directionKey(query.direction)),
+      ]);
+      return byState <= byDirection ? this.stateKey(query.state) : this.directionKey(query.direction);
+    }
+    if (query.state) return this.stateKey(query.state);
+    if (query.direction) return this.directionKey(query.direction);
+    return this.key('calls:all');
+  }
+
+  /** Writes the global indexes of a committed record (after the call's own keys). */
+  private async reindex(record: CallRecord, previous: CallRecord | null, ordinal: number): Promise<void> {
+    const id = record.id;
+    const final = isFinalState(record.state);
+    const ops: Promise<unknown>[] = [];
+    if (Number.isFinite(ordinal)) {
+      ops.push(
+        this.redis.zadd(this.key('calls:all'), ordinal, id),
+        this.redis.zadd(this.directionKey(record.context.direction), ordinal, id),
+        this.redis.zadd(this.stateKey(record.state), ordinal, id),
+      );
+      if (final) ops.push(this.redis.zrem(this.key('calls:live'), id));
+      else ops.push(this.redis.zadd(this.key('calls:live'), ordinal, id));
+    }
+    if (previous && previous.state !== record.state) ops.push(this.redis.zrem(this.stateKey(previous.state), id));
+
+    const current = final ? [] : this.lookupKeys(record);
+    const stale = new Set([...(previous ? this.lookupKeys(previous) : []), ...(final ? this.lookupKeys(record) : [])]);
+    for (const key of current) {
+      stale.delete(key);
+      ops.push(this.redis.set(key, id));
+    }
+    for (const key of stale) ops.push(this.run(DELETE_IF, [key], [id]));
+
+    const due = final ? null : nextDeadline(record);
+    if (due === null) ops.push(this.redis.zrem(this.key('timers'), id));
+    else ops.push(this.redis.zadd(this.key('timers'), due, id));
+    if (final) ops.push(this.redis.zadd(this.key('calls:expiry'), 'NX', this.now() + this.options.retentionMs, id));
+    await Promise.all(ops);
+  }
+
+  /** Removes the index entries of final calls whose record has expired (bounded work per run). */
+  private async collectExpired(): Promise<void> {
+    const now = this.now();
+    if (now - this.lastGc < GC_INTERVAL_MS) return;
+    this.lastGc = now;
+    const expiry = this.key('calls:expiry');
+    const due = await this.redis.zrangebyscore(expiry, '-inf', now, 'LIMIT', 0, GC_BATCH);
+    if (due.length === 0) return;
+    const exists = await Promise.all(due.map((id) => this.redis.exists(this.callKey(id))));
+    const gone = due.filter((_, i) => exists[i] === 0);
+    const ops: Promise<unknown>[] = [];
+    // Clocks differ: a record the server still holds is looked at again a little later.
+    for (const [i, id] of due.entries()) if (exists[i] !== 0) ops.push(this.redis.zadd(expiry, now + GC_INTERVAL_MS, id));
+    if (gone.length > 0) {
+      const indexes = [
+        this.key('calls:all'),
+        this.key('calls:live'),
+        this.key('timers'),
+        ...CALL_STATES.map((state) => this.stateKey(state)),
+        ...DIRECTIONS.map((direction) => this.directionKey(direction)),
+        expiry,
+      ];
+      for (const index of indexes) ops.push(this.redis.zrem(index, ...gone));
+    }
+    await Promise.all(ops);
+  }
+}

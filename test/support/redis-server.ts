@@ -1,0 +1,88 @@
+// A Redis for tests: REDIS_URL when set, else a private redis-server child process on a free
+// loopback port (no persistence), so tests never touch a Redis they did not start.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+
+export interface RedisHandle {
+  url: string;
+  /** the port of a server this module started; null for REDIS_URL */
+  port: number | null;
+  stop(): Promise<void>;
+}
+
+export const NO_REDIS_MESSAGE =
+  'Redis tests need a Redis: set REDIS_URL or install redis-server (Debian: apt-get install redis-server)';
+
+/** Whether a `redis-server` binary is on PATH. */
+export function redisServerAvailable(): boolean {
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
+  return !probe.error && probe.status === 0;
+}
+
+/** REDIS_URL when set (stop does nothing), else a redis-server of its own. */
+export async function useRedis(): Promise<RedisHandle> {
+  const url = process.env.REDIS_URL;
+  if (url) return { url, port: null, stop: async () => undefined };
+  if (!redisServerAvailable()) throw new Error(NO_REDIS_MESSAGE);
+  return startRedisOnPort(await freePort());
+}
+
+/** A loopback port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts redis-server on this port (again, for outage tests) and waits until it answers PING. */
+export async function startRedisOnPort(port: number): Promise<RedisHandle> {
+  if (!redisServerAvailable()) throw new Error(NO_REDIS_MESSAGE);
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 5000;
+  while (!(await pingOnce(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stopRedis(child, exited);
+      throw new Error(`redis-server on port ${port} did not answer PING within 5 s${stderr ? `: ${stderr.trim()}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return { url: `redis://127.0.0.1:${port}`, port, stop: () => stopRedis(child, exited) };
+}
+
+/** Kills a redis-server child and waits for it to exit (SIGKILL after 2 s). */
+export async function stopRedis(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 2000);
+  await exited;
+  clearTimeout(killer);
+}
+
+function pingOnce(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const finish = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => finish(false));
+    socket.once('error', () => finish(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data: Buffer) => finish(data.toString().startsWith('+PONG')));
+  });
+}
