@@ -7,6 +7,7 @@ import { startInspector } from './inspector.js';
 import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
 import { createLogger } from './obs/logger.js';
 import { createMetrics } from './obs/metrics.js';
+import { redisDeployment } from './deployment.js';
 import { createService } from './service.js';
 
 let config: Config;
@@ -21,10 +22,7 @@ try {
 }
 
 const logger = createLogger({ level: config.logLevel });
-if (config.redisUrl) {
-  logger.fatal({ variable: 'REDIS_URL' }, 'REDIS_URL is set, but this build has only the embedded in-memory store; unset REDIS_URL');
-  process.exit(78);
-}
+const deployment = config.redisUrl ? redisDeployment(config, logger) : {};
 
 const inspector = config.inspect.enabled ? await startInspector(config.inspect.port, logger) : null;
 const service = createService({
@@ -33,6 +31,7 @@ const service = createService({
   livekit: createLiveKitAdapter({ ...config.livekit }),
   inspect: inspector?.inspect,
   metrics: createMetrics(),
+  ...deployment,
 });
 if (config.controlApiKeys.length === 0) {
   logger.warn('CONTROL_API_KEYS is empty: the Control API answers 401 to every request');
@@ -54,6 +53,7 @@ async function shutdown(signal: string): Promise<void> {
   server.close();
   server.closeIdleConnections();
   await service.close();
+  await service.store.close();
   await inspector?.stop();
   logger.info('stopped');
   logger.flush();

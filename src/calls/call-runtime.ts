@@ -306,17 +306,20 @@ export class CallRuntime {
    * Sends the timer event of every deadline of the call that has passed, earliest first. Safe to
    * call at any time and from any replica: the chart's guards ignore a deadline that moved.
    */
-  async fireDue(sessionId: string): Promise<void> {
-    const record = await this.options.store.get(sessionId);
-    if (!record || isFinalState(record.state)) return;
-    const now = this.now();
-    const due = (Object.entries(record.context.deadlines) as [TimerName, number | null][])
-      .filter((entry): entry is [TimerName, number] => entry[1] !== null && entry[1] <= now)
-      .sort((a, b) => a[1] - b[1]);
-    for (const [timer] of due) {
-      const result = await this.send(sessionId, { type: TIMER_EVENTS[timer] });
-      if (result.outcome === 'applied') return;
-    }
+  fireDue(sessionId: string): Promise<void> {
+    // In the call's queue, so it is ordered with the call's other events and idle() waits for it.
+    return this.lanes.run(sessionId, async () => {
+      const record = await this.options.store.get(sessionId);
+      if (!record || isFinalState(record.state)) return;
+      const now = this.now();
+      const due = (Object.entries(record.context.deadlines) as [TimerName, number | null][])
+        .filter((entry): entry is [TimerName, number] => entry[1] !== null && entry[1] <= now)
+        .sort((a, b) => a[1] - b[1]);
+      for (const [timer] of due) {
+        const result = await this.applyLocked(sessionId, { type: TIMER_EVENTS[timer] });
+        if (result.outcome === 'applied') return;
+      }
+    });
   }
 
   private armTimer(record: CallRecord): void {

@@ -1,7 +1,7 @@
 // Which dials are in flight. The replica placing a dial holds a short, renewed lease on it; a
 // call in `dialing` with no lease lost its dial with a replica, and reconciliation asks LiveKit
 // what became of it instead of dialing again blindly (SPEC §8).
-import type { Redis } from 'ioredis';
+import type { RedisCallStore } from './redis.store.js';
 import type { Clock } from './timers.js';
 
 export interface DialLeases {
@@ -30,25 +30,22 @@ export class MemoryDialLeases implements DialLeases {
 }
 
 export class RedisDialLeases implements DialLeases {
-  constructor(
-    private readonly redis: Redis,
-    private readonly keyPrefix: string,
-  ) {}
+  constructor(private readonly store: RedisCallStore) {}
 
   /** Beside the call's own keys (same hash tag). */
   private key(sessionId: string): string {
-    return `${this.keyPrefix}call:{${sessionId}}:dial`;
+    return `${this.store.keyPrefix}call:{${sessionId}}:dial`;
   }
 
   async hold(sessionId: string, ttlMs: number): Promise<void> {
-    await this.redis.set(this.key(sessionId), '1', 'PX', ttlMs);
+    await this.store.guard('dial lease', () => this.store.redis.set(this.key(sessionId), '1', 'PX', ttlMs));
   }
 
   async release(sessionId: string): Promise<void> {
-    await this.redis.del(this.key(sessionId));
+    await this.store.guard('dial lease', () => this.store.redis.del(this.key(sessionId)));
   }
 
   async held(sessionId: string): Promise<boolean> {
-    return (await this.redis.exists(this.key(sessionId))) === 1;
+    return (await this.store.guard('dial lease', () => this.store.redis.exists(this.key(sessionId)))) === 1;
   }
 }

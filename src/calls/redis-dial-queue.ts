@@ -2,17 +2,8 @@
 // (a set) and the calls-per-second bucket (a hash), all under the `{dial}` hash tag so one script
 // can take a call atomically, also in a Redis Cluster. Redis's own clock drives the bucket, so
 // replicas with skewed clocks agree.
-import type { Redis } from 'ioredis';
 import type { AdmissionLimits, DialQueue, TakeResult } from './admission.js';
-import { StoreUnavailableError } from './store.port.js';
-
-async function guarded<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation();
-  } catch (err) {
-    throw new StoreUnavailableError('the dial queue in Redis cannot be reached', { cause: err });
-  }
-}
+import type { RedisCallStore } from './redis.store.js';
 
 const TAKE = `
 local queue, active, bucket = KEYS[1], KEYS[2], KEYS[3]
@@ -36,23 +27,25 @@ return {2, id}`;
 export class RedisDialQueue implements DialQueue {
   private readonly keys: [string, string, string];
 
-  constructor(
-    private readonly redis: Redis,
-    keyPrefix: string,
-  ) {
-    this.keys = [`${keyPrefix}{dial}:queue`, `${keyPrefix}{dial}:active`, `${keyPrefix}{dial}:bucket`];
+  constructor(private readonly store: RedisCallStore) {
+    const prefix = store.keyPrefix;
+    this.keys = [`${prefix}{dial}:queue`, `${prefix}{dial}:active`, `${prefix}{dial}:bucket`];
+  }
+
+  private get redis() {
+    return this.store.redis;
   }
 
   async push(id: string): Promise<void> {
-    await guarded(() => this.redis.rpush(this.keys[0], id));
+    await this.store.guard('dial queue', () => this.redis.rpush(this.keys[0], id));
   }
 
   async size(): Promise<number> {
-    return guarded(() => this.redis.llen(this.keys[0]));
+    return this.store.guard('dial queue', () => this.redis.llen(this.keys[0]));
   }
 
   async take(limits: AdmissionLimits): Promise<TakeResult> {
-    const [kind, value] = (await guarded(() => this.redis.eval(TAKE, 3, ...this.keys, limits.maxConcurrent, limits.callsPerSecond))) as [
+    const [kind, value] = (await this.store.guard('dial queue', () => this.redis.eval(TAKE, 3, ...this.keys, limits.maxConcurrent, limits.callsPerSecond))) as [
       number,
       number | string,
     ];
@@ -62,10 +55,10 @@ export class RedisDialQueue implements DialQueue {
   }
 
   async release(id: string): Promise<boolean> {
-    return (await guarded(() => this.redis.srem(this.keys[1], id))) === 1;
+    return (await this.store.guard('dial queue', () => this.redis.srem(this.keys[1], id))) === 1;
   }
 
   async remove(id: string): Promise<void> {
-    await guarded(() => this.redis.lrem(this.keys[0], 0, id));
+    await this.store.guard('dial queue', () => this.redis.lrem(this.keys[0], 0, id));
   }
 }

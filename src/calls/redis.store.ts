@@ -478,8 +478,12 @@ export class RedisCallStore implements CallStore {
 
   // ---- internals ----
 
-  /** Maps every failure but the contract's own errors to StoreUnavailableError. */
-  private async guard<T>(operation: string, body: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a Redis operation the way every store method does: after any connection attempt under
+   * way, with every failure but the contract's own errors mapped to StoreUnavailableError. Used
+   * by the other Redis-backed parts (dial queue, dial leases) too.
+   */
+  async guard<T>(operation: string, body: () => Promise<T>): Promise<T> {
     try {
       await this.awaitConnectionAttempt();
       return await body();

@@ -400,6 +400,9 @@ describe('Idempotency-Key on POST /v1/calls', () => {
     expect(a.status).toBe(201);
     expect(b.status).toBe(201);
     expect(b.headers.get('idempotent-replayed')).toBeNull();
+    // The embedded store expires keys by the service's clock, moved here; Redis by its own, which
+    // the store contract suite checks with short TTLs.
+    if (process.env.CP_TEST_STORE === 'redis') return;
     h.clock?.set((h.clock?.now() ?? 0) + 24 * 3600 * 1000 + 1);
     const later = await h.api('/v1/calls', { method: 'POST', key: 'first-client-key-0001', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'k1' }, body: JSON.stringify({ to: TO }) });
     expect(later.status).toBe(201);

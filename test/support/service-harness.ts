@@ -7,6 +7,8 @@ import { Writable } from 'node:stream';
 import type { DialLeases } from '../../src/calls/dial-leases.js';
 import type { CallStore } from '../../src/calls/store.port.js';
 import { loadConfig, type Config, type Env } from '../../src/config.js';
+import { randomUUID } from 'node:crypto';
+import { redisDeployment } from '../../src/deployment.js';
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createLogger } from '../../src/obs/logger.js';
@@ -50,6 +52,9 @@ export async function startServiceHarness(
     webhookUrl: 'http://127.0.0.1:1/webhook', // replaced below once the service listens
     webhookRetryDelaysMs: [20, 40, 80, 160],
   });
+  // CP_TEST_STORE=redis (the `redis` vitest project): the same suites on a Redis store with a
+  // key prefix of this harness's own, in shared (several-replica) mode.
+  const redisMode = process.env.CP_TEST_STORE === 'redis' && !options.store;
   const config = loadConfig({
     LIVEKIT_URL: standIn.url,
     LIVEKIT_API_KEY: standIn.apiKey,
@@ -60,6 +65,7 @@ export async function startServiceHarness(
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
     RECONCILE_INTERVAL_S: '0',
+    ...(redisMode ? { REDIS_URL: process.env.REDIS_URL } : {}),
     ...options.env,
   });
   const lines: string[] = [];
@@ -71,11 +77,14 @@ export async function startServiceHarness(
   });
   const clock = options.realTime ? null : new ManualClock(Date.now());
   const scheduler = clock ? new ManualScheduler(clock) : null;
+  const logger = createLogger({ level: config.logLevel, destination });
+  const deployment = redisMode ? redisDeployment(config, logger, { keyPrefix: `t${randomUUID().slice(0, 8)}:` }) : null;
   const service = createService({
     config,
-    logger: createLogger({ level: config.logLevel, destination }),
+    logger,
     livekit: createLiveKitAdapter(config.livekit),
-    store: options.store,
+    store: options.store ?? deployment?.store,
+    shared: deployment?.shared,
     dialLeases: options.dialLeases,
     ...(clock && scheduler ? { clock, scheduler } : {}),
   });
@@ -121,6 +130,7 @@ export async function startServiceHarness(
     async close() {
       await standIn.close();
       await service.close();
+      await deployment?.store.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
