@@ -122,14 +122,6 @@ export function createService(deps: ServiceDeps): Service {
     },
   });
   runtime.setCommandRunner(commands);
-  const reconciler = createReconciler({
-    runtime,
-    store,
-    livekit,
-    leases,
-    logger,
-    intervalMs: config.reconcileIntervalS * 1000,
-  });
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
   const admission = new Admission({
     queue: shared?.dialQueue ?? new MemoryDialQueue(clock),
@@ -143,8 +135,18 @@ export function createService(deps: ServiceDeps): Service {
     grant: async (sessionId) => (await runtime.send(sessionId, { type: 'dial.slot_granted' })).outcome === 'applied',
   });
   bus.subscribe((envelope) => admission.observe(envelope));
+  const reconciler = createReconciler({
+    runtime,
+    admission,
+    store,
+    livekit,
+    leases,
+    logger,
+    intervalMs: config.reconcileIntervalS * 1000,
+  });
   const outbound = createOutboundCalls({
     runtime,
+    store,
     admission,
     settings: callSettings(config),
     trunkId: config.sipOutboundTrunkId,

@@ -25,6 +25,8 @@ export interface DialQueue {
   release(id: string): Promise<boolean>;
   /** Drops `id` from the waiting line. */
   remove(id: string): Promise<void>;
+  /** Puts `id` in line unless it is waiting or holds a slot already; true when it was added. */
+  ensure(id: string): Promise<boolean>;
 }
 
 export class MemoryDialQueue implements DialQueue {
@@ -64,6 +66,12 @@ export class MemoryDialQueue implements DialQueue {
     const index = this.waiting.indexOf(id);
     if (index >= 0) this.waiting.splice(index, 1);
   }
+
+  async ensure(id: string): Promise<boolean> {
+    if (this.active.has(id) || this.waiting.includes(id)) return false;
+    this.waiting.push(id);
+    return true;
+  }
 }
 
 export interface AdmissionOptions extends AdmissionLimits {
@@ -101,6 +109,16 @@ export class Admission {
   async enqueue(sessionId: string): Promise<void> {
     await this.options.queue.push(sessionId);
     this.pump();
+  }
+
+  /**
+   * Reconciliation: a `queued` call whose replica died between creating it and putting it in
+   * line is put in line now.
+   */
+  async ensureWaiting(sessionId: string): Promise<boolean> {
+    const added = await this.options.queue.ensure(sessionId);
+    if (added) this.pump();
+    return added;
   }
 
   /** Follows the event stream: a final outbound call frees its slot or leaves the queue. */

@@ -8,6 +8,7 @@ import {
   type CallRecord,
   type CallStore,
   type IdempotencyClaim,
+  type IdempotencyRequest,
   type ListPage,
   type ListQuery,
   type RoomRef,
@@ -91,7 +92,10 @@ export class MemoryCallStore implements CallStore {
   /** live calls' earliest deadline */
   private readonly timers = new Map<string, number>();
   /** idempotency keys in claim order (Map order), so expired ones are found at the front */
-  private readonly idempotency = new Map<string, { fingerprint: string; expiresAt: number; response: StoredResponse | null }>();
+  private readonly idempotency = new Map<
+    string,
+    { fingerprint: string; sessionId: string; leaseUntil: number; expiresAt: number; response: StoredResponse | null }
+  >();
   private readonly now: () => number;
 
   constructor(private readonly options: MemoryStoreOptions) {
@@ -184,16 +188,27 @@ export class MemoryCallStore implements CallStore {
     this.webhooks.add(eventId);
   }
 
-  async claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim> {
+  async claimIdempotencyKey(key: string, request: IdempotencyRequest): Promise<IdempotencyClaim> {
     this.expireIdempotencyKeys();
+    const now = this.now();
     const existing = this.idempotency.get(key);
-    if (existing) {
-      return existing.response
-        ? { status: 'done', fingerprint: existing.fingerprint, response: existing.response }
-        : { status: 'in_flight', fingerprint: existing.fingerprint };
+    if (existing && existing.expiresAt > now) {
+      if (existing.response) return { status: 'done', fingerprint: existing.fingerprint, response: existing.response };
+      if (existing.leaseUntil > now || existing.fingerprint !== request.fingerprint) {
+        return { status: 'in_flight', fingerprint: existing.fingerprint };
+      }
+      existing.leaseUntil = now + request.leaseMs;
+      return { status: 'claimed', sessionId: existing.sessionId };
     }
-    this.idempotency.set(key, { fingerprint, expiresAt: this.now() + ttlMs, response: null });
-    return { status: 'claimed' };
+    this.idempotency.delete(key);
+    this.idempotency.set(key, {
+      fingerprint: request.fingerprint,
+      sessionId: request.sessionId,
+      leaseUntil: now + request.leaseMs,
+      expiresAt: now + request.ttlMs,
+      response: null,
+    });
+    return { status: 'claimed', sessionId: request.sessionId };
   }
 
   async completeIdempotencyKey(key: string, response: StoredResponse): Promise<void> {

@@ -2,7 +2,7 @@
 import type { CallSettings } from '../../machines/call.types.js';
 import type { Admission } from './admission.js';
 import type { CallRuntime } from './call-runtime.js';
-import type { CallRecord } from './store.port.js';
+import { VersionConflictError, type CallRecord, type CallStore } from './store.port.js';
 
 export interface PlaceCallRequest {
   /** E.164 */
@@ -17,6 +17,7 @@ export interface PlaceCallRequest {
 
 export interface OutboundOptions {
   runtime: CallRuntime;
+  store: CallStore;
   admission: Admission;
   settings: CallSettings;
   trunkId: string | null;
@@ -45,33 +46,47 @@ export const SESSION_ATTRIBUTE = 'control_plane.session_id';
 export const outboundRoomName = (sessionId: string): string => `call-${sessionId}`;
 
 export function createOutboundCalls(options: OutboundOptions) {
-  const { runtime, admission } = options;
+  const { runtime, admission, store } = options;
   return {
-    /** Creates the session (`queued`) and puts it in line for a dial slot. */
-    async place(request: PlaceCallRequest): Promise<CallRecord> {
+    /**
+     * Creates the session (`queued`) and puts it in line for a dial slot. With a given session id
+     * that exists already (a retried request), answers that call instead: `existing` is true.
+     */
+    async place(request: PlaceCallRequest, givenId?: string): Promise<{ record: CallRecord; existing: boolean }> {
       if (!options.trunkId) throw new OutboundNotConfiguredError();
+      const sessionId = givenId ?? runtime.newId();
+      if (givenId) {
+        const existing = await store.get(givenId);
+        if (existing) return { record: existing, existing: true };
+      }
       if (!(await admission.hasRoom())) throw new QueueFullError();
-      const sessionId = runtime.newId();
-      const record = await runtime.create({
-        sessionId,
-        direction: 'outbound',
-        callerNumber: request.from ?? options.callerId,
-        calleeNumber: request.to,
-        roomName: outboundRoomName(sessionId),
-        roomSid: null,
-        sipIdentity: null,
-        sipCallId: null,
-        sipCallStatus: null,
-        agentName: request.agent ?? options.defaultAgent,
-        metadata: request.metadata,
-        settings: {
-          ...options.settings,
-          ringTimeoutS: request.ringTimeoutS ?? options.settings.ringTimeoutS,
-          maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
-        },
-      });
+      let record: CallRecord;
+      try {
+        record = await runtime.create({
+          sessionId,
+          direction: 'outbound',
+          callerNumber: request.from ?? options.callerId,
+          calleeNumber: request.to,
+          roomName: outboundRoomName(sessionId),
+          roomSid: null,
+          sipIdentity: null,
+          sipCallId: null,
+          sipCallStatus: null,
+          agentName: request.agent ?? options.defaultAgent,
+          metadata: request.metadata,
+          settings: {
+            ...options.settings,
+            ringTimeoutS: request.ringTimeoutS ?? options.settings.ringTimeoutS,
+            maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
+          },
+        });
+      } catch (err) {
+        const existing = err instanceof VersionConflictError ? await store.get(sessionId) : undefined;
+        if (existing) return { record: existing, existing: true };
+        throw err;
+      }
       await admission.enqueue(sessionId);
-      return record;
+      return { record, existing: false };
     },
   };
 }

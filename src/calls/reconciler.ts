@@ -6,11 +6,13 @@
 // - a call in `dialing` whose dial no replica holds any more gets its outcome from LiveKit: the
 //   phone leg is there and active → answered; still ringing → checked again next time; not
 //   there → the attempt failed (provider_unavailable, retryable), so the chart dials again with
-//   a new participant identity. A dial is never repeated blindly.
+//   a new participant identity. A dial is never repeated blindly;
+// - a call left `queued` but out of line (its replica died between the two) is put in line.
 import type { CallError } from '../../machines/call.types.js';
 import { classifyError } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
+import type { Admission } from './admission.js';
 import type { CallRuntime } from './call-runtime.js';
 import type { DialLeases } from './dial-leases.js';
 import { isFinalState } from './session.js';
@@ -18,6 +20,7 @@ import type { CallRecord, CallStore } from './store.port.js';
 
 export interface ReconcilerOptions {
   runtime: CallRuntime;
+  admission: Admission;
   store: CallStore;
   livekit: LiveKitPort;
   leases: DialLeases;
@@ -81,9 +84,15 @@ export function createReconciler(options: ReconcilerOptions) {
     const rooms = new Set((await livekit.listRooms()).map((room) => room.name));
     for (const id of ids) {
       const record = await store.get(id);
-      if (!record || isFinalState(record.state) || record.state === 'queued') continue;
+      if (!record || isFinalState(record.state)) continue;
       report.checked++;
       try {
+        if (record.state === 'queued') {
+          if (record.context.createdAt <= listedAt - settleMs && (await options.admission.ensureWaiting(id))) {
+            logger.warn({ session_id: id }, 'reconciliation put a queued call back in line for a dial slot');
+          }
+          continue;
+        }
         if (record.state === 'dialing') {
           await checkDial(record, report);
           continue;

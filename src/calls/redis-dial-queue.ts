@@ -24,6 +24,11 @@ redis.call('SADD', active, id)
 redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
 return {2, id}`;
 
+const ENSURE = `
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 or redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1`;
+
 export class RedisDialQueue implements DialQueue {
   private readonly keys: [string, string, string];
 
@@ -60,5 +65,9 @@ export class RedisDialQueue implements DialQueue {
 
   async remove(id: string): Promise<void> {
     await this.store.guard('dial queue', () => this.redis.lrem(this.keys[0], 0, id));
+  }
+
+  async ensure(id: string): Promise<boolean> {
+    return (await this.store.guard('dial queue', () => this.redis.eval(ENSURE, 2, this.keys[0], this.keys[1], id))) === 1;
   }
 }

@@ -25,8 +25,8 @@
 //     timers                   ZSET id -> nextDeadline(record) of live calls, or the lease end
 //                              of a claimed timer
 //     webhook:<eventId>        "1", SET NX PX webhookDedupTtlMs
-//     idem:<key>               {"fingerprint","response"} JSON, SET NX PX ttl; completed with
-//                              SET KEEPTTL; released with DEL
+//     idem:<key>               {"fingerprint","response"} JSON, claimed with a lease (`lease_until`) and PX ttl;
+//                              completed with SET KEEPTTL; released with DEL
 //
 // The call's own keys are the truth: commit writes them in one Lua script (compare-and-set on the
 // version). The global indexes are written afterwards with separate commands, so they are hints:
@@ -51,6 +51,7 @@ import {
   type CallRecord,
   type CallStore,
   type IdempotencyClaim,
+  type IdempotencyRequest,
   type ListPage,
   type ListQuery,
   type RoomRef,
@@ -150,17 +151,33 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, AR
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
 return ids`);
 
-// KEYS: idempotency key. ARGV: value, ttl. '' when claimed, else the stored value.
+// KEYS: idempotency key. ARGV: fingerprint, session id, lease ms, ttl ms.
+// Returns {'claimed', session id} | {'in_flight', fingerprint} | {'done', stored value}. The
+// response is kept as raw JSON text inside the value (never re-encoded by cjson, which would turn
+// [] into {}); a claim in flight carries `lease_until` (Redis time), after which a request with
+// the same fingerprint takes it over with the same session id.
 const CLAIM_IDEMPOTENCY = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
-return redis.call('GET', KEYS[1]) or ''`);
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local value = redis.call('GET', KEYS[1])
+if not value then
+  local claim = {fingerprint = ARGV[1], session_id = ARGV[2], lease_until = now + tonumber(ARGV[3])}
+  redis.call('SET', KEYS[1], cjson.encode(claim), 'PX', ARGV[4])
+  return {'claimed', ARGV[2]}
+end
+local stored = cjson.decode(value)
+if stored['response'] ~= nil and stored['response'] ~= cjson.null then return {'done', value} end
+if stored['lease_until'] > now or stored['fingerprint'] ~= ARGV[1] then return {'in_flight', stored['fingerprint']} end
+stored['lease_until'] = now + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], cjson.encode(stored), 'KEEPTTL')
+return {'claimed', stored['session_id']}`);
 
-// KEYS: idempotency key. ARGV: response JSON. Keeps the fingerprint and the TTL.
+// KEYS: idempotency key. ARGV: response JSON. Keeps the claim's fields and the TTL.
 const COMPLETE_IDEMPOTENCY = new LuaScript(`
 local value = redis.call('GET', KEYS[1])
 if not value then return 0 end
-local fingerprint = cjson.decode(value)['fingerprint']
-redis.call('SET', KEYS[1], '{"fingerprint":' .. cjson.encode(fingerprint) .. ',"response":' .. ARGV[1] .. '}', 'KEEPTTL')
+local stored = cjson.decode(value)
+redis.call('SET', KEYS[1], '{"fingerprint":' .. cjson.encode(stored['fingerprint']) .. ',"session_id":' .. cjson.encode(stored['session_id']) .. ',"response":' .. ARGV[1] .. '}', 'KEEPTTL')
 return 1`);
 
 const encodeCursor = (ordinal: number): string => Buffer.from(`o:${ordinal}`).toString('base64url');
@@ -364,15 +381,14 @@ export class RedisCallStore implements CallStore {
     });
   }
 
-  async claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim> {
+  async claimIdempotencyKey(key: string, request: IdempotencyRequest): Promise<IdempotencyClaim> {
     return this.guard('claimIdempotencyKey', async () => {
-      const value = JSON.stringify({ fingerprint, response: null });
-      const existing = (await this.run(CLAIM_IDEMPOTENCY, [this.key(`idem:${key}`)], [value, String(Math.max(1, Math.ceil(ttlMs)))])) as string;
-      if (existing === '') return { status: 'claimed' };
-      const stored = JSON.parse(existing) as { fingerprint: string; response: StoredResponse | null };
-      return stored.response
-        ? { status: 'done', fingerprint: stored.fingerprint, response: stored.response }
-        : { status: 'in_flight', fingerprint: stored.fingerprint };
+      const args = [request.fingerprint, request.sessionId, String(Math.max(1, Math.ceil(request.leaseMs))), String(Math.max(1, Math.ceil(request.ttlMs)))];
+      const [status, value] = (await this.run(CLAIM_IDEMPOTENCY, [this.key(`idem:${key}`)], args)) as [string, string];
+      if (status === 'claimed') return { status: 'claimed', sessionId: value };
+      if (status === 'in_flight') return { status: 'in_flight', fingerprint: value };
+      const stored = JSON.parse(value) as { fingerprint: string; response: StoredResponse };
+      return { status: 'done', fingerprint: stored.fingerprint, response: stored.response };
     });
   }
 

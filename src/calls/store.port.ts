@@ -60,9 +60,20 @@ export interface StoredResponse {
 }
 
 export type IdempotencyClaim =
-  | { status: 'claimed' }
+  /** yours to process, as call `sessionId`: the one you proposed, or the one an abandoned claim chose */
+  | { status: 'claimed'; sessionId: string }
   | { status: 'in_flight'; fingerprint: string }
   | { status: 'done'; fingerprint: string; response: StoredResponse };
+
+export interface IdempotencyRequest {
+  fingerprint: string;
+  /** the session the request will create if the key is new */
+  sessionId: string;
+  /** how long a claim in flight holds the key; after that a retry with the same fingerprint takes it over */
+  leaseMs: number;
+  /** how long the key lives in all */
+  ttlMs: number;
+}
 
 export interface CallStore {
   get(id: string): Promise<CallRecord | undefined>;
@@ -84,10 +95,11 @@ export interface CallStore {
   /** Remember a webhook as applied (bounded: old ids are forgotten first). */
   rememberWebhook(eventId: string): Promise<void>;
   /**
-   * Claims an idempotency key for a request with this fingerprint, unless it is claimed already:
-   * then says whether the first request is still in flight or what it answered.
+   * Claims an idempotency key for a request, unless it is claimed already: then says whether the
+   * first request is still in flight or what it answered. A claim whose lease ran out (its
+   * replica died) is taken over by a request with the same fingerprint, with the same session id.
    */
-  claimIdempotencyKey(key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyClaim>;
+  claimIdempotencyKey(key: string, request: IdempotencyRequest): Promise<IdempotencyClaim>;
   /** Records the answer of a claimed key; it is replayed until the key expires. */
   completeIdempotencyKey(key: string, response: StoredResponse): Promise<void>;
   /** Gives a claimed key up (the request failed without effect), so a retry may claim it. */

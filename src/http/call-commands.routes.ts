@@ -23,11 +23,18 @@ export interface CallCommandRouteOptions {
   allowedFromNumbers: readonly string[];
 }
 
-/** Idempotency keys are kept this long (SPEC §6, Stripe's convention). */
+/** An answered key is replayed this long (SPEC §6, Stripe's convention). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/**
+ * A key whose first request is in flight is held this long: if that request dies with its
+ * replica, a retry may take the key over after this, with the session id the first one chose,
+ * so it finds the call the first one created instead of placing a second.
+ */
+export const IN_FLIGHT_LEASE_MS = 30 * 1000;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('base64url');
+
 
 function respond(ctx: Context, response: StoredResponse): void {
   ctx.status = response.status;
@@ -62,6 +69,7 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
 
     const rawKey = ctx.get('idempotency-key');
     let key: string | null = null;
+    let sessionId: string | undefined;
     if (rawKey !== '') {
       if (!IDEMPOTENCY_KEY.test(rawKey)) {
         throw new Problem(400, 'invalid_idempotency_key', 'Invalid Idempotency-Key', 'use 1 to 255 visible ASCII characters');
@@ -69,8 +77,15 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
       // Keys are per API key: two clients choosing the same key never see each other's calls.
       key = `${sha256(ctx.get('authorization'))}:${rawKey}`;
       const fingerprint = sha256(JSON.stringify(request));
-      const claim = await store.claimIdempotencyKey(key, fingerprint, IDEMPOTENCY_TTL_MS);
-      if (claim.status !== 'claimed') {
+      const claim = await store.claimIdempotencyKey(key, {
+        fingerprint,
+        sessionId: runtime.newId(),
+        leaseMs: IN_FLIGHT_LEASE_MS,
+        ttlMs: IDEMPOTENCY_TTL_MS,
+      });
+      if (claim.status === 'claimed') {
+        sessionId = claim.sessionId;
+      } else {
         if (claim.fingerprint !== fingerprint) {
           throw new Problem(422, 'idempotency_key_reused', 'Idempotency-Key reused', 'this key was used with a different request body');
         }
@@ -84,7 +99,9 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
 
     let response: StoredResponse;
     try {
-      const record = await outbound.place(request);
+      const placed = await outbound.place(request, sessionId);
+      if (placed.existing) ctx.set('Idempotent-Replayed', 'true');
+      const record = placed.record;
       response = {
         status: 201,
         headers: { Location: `/v1/calls/${record.id}` },

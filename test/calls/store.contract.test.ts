@@ -259,6 +259,9 @@ describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => 
     expect(await store.seenWebhook('EV_2')).toBe(false);
   });
 
+  const claim = (store: CallStore, key: string, fingerprint: string, sessionId = `s-${fingerprint}`, leaseMs = 60_000, ttlMs = 60_000) =>
+    store.claimIdempotencyKey(key, { fingerprint, sessionId, leaseMs, ttlMs });
+
   it('claims, completes and releases idempotency keys', async () => {
     const store = open();
     const response: StoredResponse = {
@@ -266,30 +269,41 @@ describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => 
       headers: { 'content-type': 'application/json', location: '/v1/calls/c_1' },
       body: { id: 'c_1', tags: [], metadata: {}, text: 'quote " and \\ and ü', n: 1.5 },
     };
-    expect(await store.claimIdempotencyKey('k1', 'fp-1', 60_000)).toEqual({ status: 'claimed' });
-    expect(await store.claimIdempotencyKey('k1', 'fp-2', 60_000)).toEqual({ status: 'in_flight', fingerprint: 'fp-1' });
+    expect(await claim(store, 'k1', 'fp-1')).toEqual({ status: 'claimed', sessionId: 's-fp-1' });
+    expect(await claim(store, 'k1', 'fp-2')).toEqual({ status: 'in_flight', fingerprint: 'fp-1' });
     await store.completeIdempotencyKey('k1', response);
-    expect(await store.claimIdempotencyKey('k1', 'fp-1', 60_000)).toEqual({ status: 'done', fingerprint: 'fp-1', response });
-    expect(await store.claimIdempotencyKey('k1', 'fp-3', 60_000)).toEqual({ status: 'done', fingerprint: 'fp-1', response });
+    expect(await claim(store, 'k1', 'fp-1')).toEqual({ status: 'done', fingerprint: 'fp-1', response });
+    expect(await claim(store, 'k1', 'fp-3')).toEqual({ status: 'done', fingerprint: 'fp-1', response });
 
-    expect(await store.claimIdempotencyKey('k2', 'fp-a', 60_000)).toEqual({ status: 'claimed' });
+    expect(await claim(store, 'k2', 'fp-a')).toEqual({ status: 'claimed', sessionId: 's-fp-a' });
     await store.releaseIdempotencyKey('k2');
-    expect(await store.claimIdempotencyKey('k2', 'fp-b', 60_000)).toEqual({ status: 'claimed' });
-    expect(await store.claimIdempotencyKey('k2', 'fp-c', 60_000)).toEqual({ status: 'in_flight', fingerprint: 'fp-b' });
+    expect(await claim(store, 'k2', 'fp-b')).toEqual({ status: 'claimed', sessionId: 's-fp-b' });
+    expect(await claim(store, 'k2', 'fp-c')).toEqual({ status: 'in_flight', fingerprint: 'fp-b' });
 
     // completing a key nobody holds does not create it
     await store.completeIdempotencyKey('k3', response);
-    expect(await store.claimIdempotencyKey('k3', 'fp-x', 60_000)).toEqual({ status: 'claimed' });
+    expect(await claim(store, 'k3', 'fp-x')).toEqual({ status: 'claimed', sessionId: 's-fp-x' });
+  });
+
+  it('lets a retry take over a claim whose lease ran out, with the session id the first claim chose', async () => {
+    const store = open();
+    expect(await claim(store, 'k1', 'fp-1', 'first-session', 150)).toEqual({ status: 'claimed', sessionId: 'first-session' });
+    expect(await claim(store, 'k1', 'fp-1', 'second-session', 150)).toEqual({ status: 'in_flight', fingerprint: 'fp-1' });
+    await advance(400);
+    // another body may not take it over
+    expect(await claim(store, 'k1', 'fp-2', 'third-session', 150)).toEqual({ status: 'in_flight', fingerprint: 'fp-1' });
+    expect(await claim(store, 'k1', 'fp-1', 'second-session', 150)).toEqual({ status: 'claimed', sessionId: 'first-session' });
+    expect(await claim(store, 'k1', 'fp-1', 'third-session', 150)).toEqual({ status: 'in_flight', fingerprint: 'fp-1' });
   });
 
   it('forgets idempotency keys after their TTL', async () => {
     const store = open();
-    expect(await store.claimIdempotencyKey('k1', 'fp-1', 150)).toEqual({ status: 'claimed' });
-    expect(await store.claimIdempotencyKey('k2', 'fp-1', 150)).toEqual({ status: 'claimed' });
+    expect(await claim(store, 'k1', 'fp-1', 's1', 150, 150)).toEqual({ status: 'claimed', sessionId: 's1' });
+    expect(await claim(store, 'k2', 'fp-1', 's2', 150, 150)).toEqual({ status: 'claimed', sessionId: 's2' });
     await store.completeIdempotencyKey('k2', { status: 200, headers: {}, body: null });
     await advance(400);
-    expect(await store.claimIdempotencyKey('k1', 'fp-2', 150)).toEqual({ status: 'claimed' });
-    expect(await store.claimIdempotencyKey('k2', 'fp-2', 150)).toEqual({ status: 'claimed' });
+    expect(await claim(store, 'k1', 'fp-2', 's3', 150, 150)).toEqual({ status: 'claimed', sessionId: 's3' });
+    expect(await claim(store, 'k2', 'fp-2', 's4', 150, 150)).toEqual({ status: 'claimed', sessionId: 's4' });
   });
 
   it('hands out due timers with a lease, and follows commits', async () => {
@@ -535,7 +549,7 @@ describe('RedisCallStore outages', () => {
     events: () => store.events('a'),
     seenWebhook: () => store.seenWebhook('EV_1'),
     rememberWebhook: () => store.rememberWebhook('EV_1'),
-    claimIdempotencyKey: () => store.claimIdempotencyKey('k', 'fp', 1000),
+    claimIdempotencyKey: () => store.claimIdempotencyKey('k', { fingerprint: 'fp', sessionId: 's', leaseMs: 1000, ttlMs: 1000 }),
     completeIdempotencyKey: () => store.completeIdempotencyKey('k', { status: 200, headers: {}, body: null }),
     releaseIdempotencyKey: () => store.releaseIdempotencyKey('k'),
     withCallLock: () => store.withCallLock('a', async () => 'ran'),
