@@ -16,7 +16,14 @@ import type { Clock, Scheduler } from './timers.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** An event as callers send it; the runtime stamps `at` when it applies it. */
-export type IncomingEvent = DistributiveOmit<CallEvent, 'at'> & { at?: number };
+export type IncomingEvent = DistributiveOmit<CallEvent, 'at'> & {
+  at?: number;
+  /** the LiveKit webhook this event came from: applied at most once per call */
+  webhookId?: string;
+};
+
+/** How many recent webhook ids a call remembers with its state. */
+const REMEMBERED_WEBHOOKS = 16;
 
 export type SendResult =
   | { outcome: 'applied'; record: CallRecord; events: ObsEnvelope[] }
@@ -100,8 +107,11 @@ export class CallRuntime {
     return this.options.newId();
   }
 
-  /** Creates a call from its input and commits its first events. */
-  async create(input: Omit<CallInput, 'at'> & { at?: number }): Promise<CallRecord> {
+  /**
+   * Creates a call from its input and commits its first events. A call with this id that exists
+   * already is a VersionConflictError.
+   */
+  async create(input: Omit<CallInput, 'at'> & { at?: number }, webhookId?: string): Promise<CallRecord> {
     return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
       const full: CallInput = { ...input, at: input.at ?? this.now() };
       const live = this.spawn({ input: full });
@@ -113,8 +123,9 @@ export class CallRuntime {
         snapshot: live.actor.getPersistedSnapshot(),
         lastSeq: 0,
         version: 0,
+        webhookIds: [],
       };
-      return (await this.commit(live, blank, effects)).record;
+      return (await this.commit(live, blank, effects, webhookId)).record;
     }));
   }
 
@@ -213,7 +224,9 @@ export class CallRuntime {
     if (!loaded) return { outcome: 'not_found' };
     if (!('actor' in loaded)) return { outcome: 'ignored', record: loaded };
     const live = loaded;
-    const event = { ...incoming, at: incoming.at ?? this.now() } as CallEvent;
+    const { webhookId, ...rest } = incoming;
+    if (webhookId && live.record.webhookIds.includes(webhookId)) return { outcome: 'ignored', record: live.record };
+    const event = { ...rest, at: incoming.at ?? this.now() } as CallEvent;
     const before = live.actor.getSnapshot();
     if (before.status !== 'active') return { outcome: 'ignored', record: live.record };
     let effects: CallEffect[];
@@ -224,10 +237,15 @@ export class CallRuntime {
       live.failure = err;
       effects = [];
     }
-    return this.commit(live, live.record, effects);
+    return this.commit(live, live.record, effects, webhookId);
   }
 
-  private async commit(live: LiveCall, previous: CallRecord, effects: CallEffect[]): Promise<Extract<SendResult, { outcome: 'applied' }>> {
+  private async commit(
+    live: LiveCall,
+    previous: CallRecord,
+    effects: CallEffect[],
+    webhookId?: string,
+  ): Promise<Extract<SendResult, { outcome: 'applied' }>> {
     const id = previous.id;
     if (live.failure !== undefined) {
       this.evict(id, live);
@@ -258,6 +276,7 @@ export class CallRuntime {
       snapshot: live.actor.getPersistedSnapshot(),
       lastSeq: previous.lastSeq + envelopes.length,
       version: previous.version + 1,
+      webhookIds: webhookId ? [...previous.webhookIds, webhookId].slice(-REMEMBERED_WEBHOOKS) : previous.webhookIds,
     };
     try {
       await this.options.store.commit(record, envelopes);

@@ -16,6 +16,12 @@ export interface CallRecord {
   lastSeq: number;
   /** incremented by every commit; a commit names the version it read (compare-and-set) */
   version: number;
+  /**
+   * The LiveKit webhook ids this call applied most recently, committed with the state they
+   * produced: a webhook retried after its first delivery was applied (the answer was lost with a
+   * replica) is recognised here even if the global de-duplication never heard of it.
+   */
+  webhookIds: string[];
 }
 
 export interface ListQuery {

@@ -1,11 +1,13 @@
 // Turns a verified LiveKit webhook into at most one event for one call (CP-02), or a new
 // inbound call. Events of a room are handled one at a time, so a room's first SIP participant
 // creates exactly one session; an event id is applied at most once.
+import { createHash } from 'node:crypto';
 import type { CallSettings } from '../../machines/call.types.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from './call-runtime.js';
 import { SESSION_ATTRIBUTE } from './outbound.js';
+import { VersionConflictError } from './store.port.js';
 import type { CallStore, RoomRef } from './store.port.js';
 
 export type IngestOutcome =
@@ -28,24 +30,32 @@ export interface WebhookIngestOptions {
   settings: CallSettings;
 }
 
+/** A UUID-shaped id from the LiveKit room (sid when known) and the caller's identity. */
+export function inboundSessionId(room: RoomRef, identity: string): string {
+  const hex = createHash('sha256').update(`inbound:${room.sid ?? room.name}:${identity}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
 /** participant_left and participant_connection_aborted (one that never became active) both mean gone. */
 const LEFT = new Set(['participant_left', 'participant_connection_aborted']);
 
 export function createWebhookIngest(options: WebhookIngestOptions) {
   const { runtime, store, settings } = options;
 
-  async function sendTo(sessionId: string | undefined, event: IncomingEvent): Promise<IngestResult> {
+  async function sendTo(sessionId: string | undefined, event: IncomingEvent, webhookId: string): Promise<IngestResult> {
     if (!sessionId) return { outcome: 'ignored', sessionId: null };
-    const result = await runtime.send(sessionId, event);
+    const result = await runtime.send(sessionId, { ...event, webhookId: webhookId || undefined });
     return { outcome: result.outcome === 'applied' ? 'applied' : 'ignored', sessionId };
   }
 
-  async function createInbound(room: RoomRef, caller: WebhookParticipant): Promise<IngestResult> {
+  async function createInbound(room: RoomRef, caller: WebhookParticipant, webhookId: string): Promise<IngestResult> {
     const attributes = caller.attributes;
-    const sessionId = runtime.newId();
-    await runtime.create({
+    // The id follows from the room and the caller, so a retried participant_joined whose first
+    // delivery created the call (and whose answer was lost with a replica) finds it again.
+    const sessionId = inboundSessionId(room, caller.identity);
+    const input = {
       sessionId,
-      direction: 'inbound',
+      direction: 'inbound' as const,
       callerNumber: attributes['sip.phoneNumber'] ?? null,
       calleeNumber: attributes['sip.trunkPhoneNumber'] ?? null,
       roomName: room.name,
@@ -56,31 +66,38 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       agentName: null,
       metadata: null,
       settings,
-    });
+    };
+    try {
+      await runtime.create(input, webhookId || undefined);
+    } catch (err) {
+      if (err instanceof VersionConflictError) return { outcome: 'duplicate', sessionId };
+      throw err;
+    }
     return { outcome: 'applied', sessionId };
   }
 
   async function route(webhook: IncomingWebhook, room: RoomRef): Promise<IngestResult> {
     const participant = webhook.participant;
+    const send = (sessionId: string | undefined, event: IncomingEvent) => sendTo(sessionId, event, webhook.id);
     const ref = participant ? { identity: participant.identity, sid: participant.sid } : null;
     switch (webhook.event) {
       case 'room_started':
         // Binds an outbound call's room (created by name) to its sid.
         return room.sid
-          ? sendTo(await store.findLiveByRoom({ sid: null, name: room.name }), { type: 'livekit.room_started', roomSid: room.sid })
+          ? send(await store.findLiveByRoom({ sid: null, name: room.name }), { type: 'livekit.room_started', roomSid: room.sid })
           : { outcome: 'ignored', sessionId: null };
       case 'room_finished':
-        return sendTo(await store.findLiveByRoom(room), { type: 'livekit.room_finished' });
+        return send(await store.findLiveByRoom(room), { type: 'livekit.room_finished' });
       case 'participant_joined': {
         if (!participant || !ref) break;
         const sessionId = await store.findLiveByRoom(room);
-        if (participant.kind === 'agent') return sendTo(sessionId, { type: 'livekit.agent_joined', participant: ref });
+        if (participant.kind === 'agent') return send(sessionId, { type: 'livekit.agent_joined', participant: ref });
         if (participant.kind !== 'sip') break;
         // The phone leg of an outbound call says whose it is: a late webhook about it (after the
         // call ended) must not look like a new inbound caller.
         const owner = participant.attributes[SESSION_ATTRIBUTE];
-        if (!sessionId && !owner) return createInbound(room, participant);
-        return sendTo(sessionId ?? owner, {
+        if (!sessionId && !owner) return createInbound(room, participant, webhook.id);
+        return send(sessionId ?? owner, {
           type: 'livekit.sip_joined',
           participant: ref,
           callStatus: participant.attributes['sip.callStatus'] ?? null,
@@ -90,14 +107,14 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       default:
         if (!LEFT.has(webhook.event) || !participant || !ref) break;
         if (participant.kind === 'agent') {
-          return sendTo(await store.findLiveByRoom(room), {
+          return send(await store.findLiveByRoom(room), {
             type: 'livekit.agent_left',
             participant: ref,
             reason: participant.disconnectReason,
           });
         }
         if (participant.kind !== 'sip') break;
-        return sendTo((await store.findLiveBySipIdentity(participant.identity)) ?? (await store.findLiveByRoom(room)), {
+        return send((await store.findLiveBySipIdentity(participant.identity)) ?? (await store.findLiveByRoom(room)), {
           type: 'livekit.sip_left',
           participant: ref,
           reason: participant.disconnectReason,

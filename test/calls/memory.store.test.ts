@@ -11,6 +11,7 @@ function record(id: string, state: CallState, version = 1): CallRecord {
     state,
     version,
     lastSeq: 0,
+    webhookIds: [],
     snapshot: {} as never,
     context: {
       roomName: `room-${id}`,

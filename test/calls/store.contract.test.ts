@@ -21,6 +21,7 @@ function record(id: string, state: CallState, version = 1, context: ContextPart 
     state,
     version,
     lastSeq: version * 2,
+    webhookIds: [`EV_${id}_${version}`],
     snapshot: { status: 'active', value: state, context: { nested: [1, { deep: true }] } } as never,
     context: {
       roomName: context.roomName ?? `room-${id}`,

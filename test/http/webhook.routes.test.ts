@@ -146,6 +146,26 @@ describe('POST /webhook', () => {
     expect((await events()).map((e) => e.event)).toEqual(['call.created', 'call.ringing', 'call.agent_joined', 'call.started']);
   });
 
+  it('applies a webhook once per call even when the global de-duplication lost it (a replica died after applying)', async () => {
+    h = await startServiceHarness();
+    const joined = body(webhookEvents.participantJoined(room, caller));
+    const agentJoined = body(webhookEvents.participantJoined(room, agentParticipant({ identity: 'agent-1' })));
+    await h.postSigned(joined);
+    await h.postSigned(agentJoined);
+    // Forget every webhook id, as if the replica that applied them died before remembering them.
+    const store = h.service.store;
+    const seen = store.seenWebhook.bind(store);
+    store.seenWebhook = async () => false;
+    const retriedJoin = await h.postSigned(joined);
+    const retriedAgent = await h.postSigned(agentJoined);
+    store.seenWebhook = seen;
+    expect(retriedJoin.status).toBe(200);
+    expect(JSON.parse(retriedJoin.body)).toMatchObject({ status: 'ignored' });
+    expect(JSON.parse(retriedAgent.body)).toMatchObject({ status: 'ignored' });
+    expect(await callCount()).toBe(1);
+    expect((await events()).map((e) => e.event)).toEqual(['call.created', 'call.ringing', 'call.agent_joined', 'call.started']);
+  });
+
   it('acknowledges events after the call ended without changing its final state or seq', async () => {
     h = await startServiceHarness();
     await h.postSigned(body(webhookEvents.participantJoined(room, caller)));
