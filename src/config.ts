@@ -23,6 +23,8 @@ export interface Config {
   http: { port: number; host: string };
   controlApiKeys: readonly string[];
   redisUrl: string | null;
+  /** every Redis key starts with this (several deployments may share one Redis) */
+  redisKeyPrefix: string;
   logLevel: LevelWithSilent;
   inspect: { enabled: boolean; port: number };
   calls: {
@@ -92,6 +94,13 @@ function decimal(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigurationError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
+}
+
+function redisKeyPrefix(env: Env): string {
+  const prefix = text(env, 'REDIS_KEY_PREFIX') ?? 'cp:';
+  // The call id is the hash tag of a call's keys: a brace in the prefix would take its place.
+  if (!/^[A-Za-z0-9:_.-]{1,64}$/.test(prefix)) throw new ConfigurationError('REDIS_KEY_PREFIX', 'may use letters, digits and : _ . - (at most 64)');
+  return prefix;
 }
 
 function flag(env: Env, name: string): boolean {
@@ -174,6 +183,7 @@ export function loadConfig(env: Env): Config {
     },
     controlApiKeys: Object.freeze(keys),
     redisUrl: url(env, 'REDIS_URL', ['redis', 'rediss'], 'a Redis URL such as redis://127.0.0.1:6379', false),
+    redisKeyPrefix: redisKeyPrefix(env),
     logLevel: logLevel as LevelWithSilent,
     inspect: { enabled: flag(env, 'INSPECT'), port: integer(env, 'INSPECT_PORT', 5678, 1, 65535) },
     calls: {

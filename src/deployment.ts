@@ -17,7 +17,7 @@ export function redisDeployment(
   options: { keyPrefix?: string } = {},
 ): Pick<ServiceDeps, 'store' | 'shared'> & { store: RedisCallStore } {
   if (!config.redisUrl) throw new Error('redisDeployment needs REDIS_URL');
-  const keyPrefix = options.keyPrefix ?? 'cp:';
+  const keyPrefix = options.keyPrefix ?? config.redisKeyPrefix;
   const store = new RedisCallStore({
     url: config.redisUrl,
     keyPrefix,

@@ -30,7 +30,7 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
  * replica, a retry may take the key over after this, with the session id the first one chose,
  * so it finds the call the first one created instead of placing a second.
  */
-export const IN_FLIGHT_LEASE_MS = 30 * 1000;
+export const IN_FLIGHT_LEASE_MS = 15 * 1000;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('base64url');
