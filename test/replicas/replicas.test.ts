@@ -208,7 +208,7 @@ describe('three replicas on Redis with replicas killed mid-call', () => {
     await standIn.webhooks?.idle();
 
     // Every call reaches its final state (timers and reconciliation finish what was cut off).
-    let calls: Session[] = [];
+    let calls: Session[];
     const deadline = Date.now() + 90_000;
     for (;;) {
       calls = await allCalls();
