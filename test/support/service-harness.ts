@@ -46,7 +46,7 @@ export interface ServiceHarness {
 }
 
 export async function startServiceHarness(
-  options: { env?: Env; realTime?: boolean; store?: CallStore; dialLeases?: DialLeases } = {},
+  options: { env?: Env; realTime?: boolean; store?: CallStore; dialLeases?: DialLeases; redisUrl?: string } = {},
 ): Promise<ServiceHarness> {
   const standIn = await startLiveKitStandIn({
     webhookUrl: 'http://127.0.0.1:1/webhook', // replaced below once the service listens
@@ -54,7 +54,7 @@ export async function startServiceHarness(
   });
   // CP_TEST_STORE=redis (the `redis` vitest project): the same suites on a Redis store with a
   // key prefix of this harness's own, in shared (several-replica) mode.
-  const redisMode = process.env.CP_TEST_STORE === 'redis' && !options.store;
+  const redisMode = (process.env.CP_TEST_STORE === 'redis' || options.redisUrl !== undefined) && !options.store;
   const config = loadConfig({
     LIVEKIT_URL: standIn.url,
     LIVEKIT_API_KEY: standIn.apiKey,
@@ -65,7 +65,7 @@ export async function startServiceHarness(
     HOST: '127.0.0.1',
     LOG_LEVEL: 'debug',
     RECONCILE_INTERVAL_S: '0',
-    ...(redisMode ? { REDIS_URL: process.env.REDIS_URL } : {}),
+    ...(redisMode ? { REDIS_URL: options.redisUrl ?? process.env.REDIS_URL } : {}),
     ...options.env,
   });
   const lines: string[] = [];

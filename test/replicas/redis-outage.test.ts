@@ -1,0 +1,89 @@
+// A Redis outage (SPEC §8): while Redis is down the service says so (readyz 503, webhooks 503 so
+// LiveKit retries, Control API 503) and changes nothing; when Redis is back it recovers by itself
+// and LiveKit's retry is applied once.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Session } from '../../src/calls/session.js';
+import type { ObsEnvelope } from '../../src/obs/envelope.js';
+import { freePort } from '../support/redis-server.js';
+import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
+import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cp-redis-outage-'));
+let redis: ChildProcess | null = null;
+let h: ServiceHarness | null = null;
+
+/** A redis-server that keeps its data across a restart (append-only file in `dir`). */
+async function startRedis(port: number): Promise<void> {
+  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const up = await fetch(`http://127.0.0.1:${port}`).then(
+      () => true,
+      (err: { cause?: { code?: string } }) => err.cause?.code !== 'ECONNREFUSED',
+    );
+    if (up) return;
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function stopRedis(): Promise<void> {
+  const child = redis;
+  redis = null;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+afterAll(async () => {
+  await h?.close();
+  await stopRedis();
+});
+
+describe('a Redis outage', () => {
+  it('answers 503 while Redis is down, changes nothing, and recovers by itself when it returns', async () => {
+    const port = await freePort();
+    await startRedis(port);
+    h = await startServiceHarness({ redisUrl: `redis://127.0.0.1:${port}` });
+    const room = roomJson('call-_+31612345678_outage');
+    const caller = sipParticipant({ phoneNumber: '+31612345678', callStatus: 'ringing' });
+    expect((await h.postSigned(JSON.stringify(webhookEvents.participantJoined(room, caller)))).status).toBe(200);
+
+    await stopRedis();
+    expect((await h.api('/readyz', { key: null })).status).toBe(503);
+    const agentJoined = JSON.stringify(webhookEvents.participantJoined(room, agentParticipant()));
+    const refused = await h.postSigned(agentJoined);
+    expect(refused.status).toBe(503);
+    const list = await h.api('/v1/calls');
+    expect(list.status).toBe(503);
+    expect(((await list.json()) as { code: string }).code).toBe('store_unavailable');
+    const place = await h.api('/v1/calls', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"to":"+31687654321"}' });
+    expect(place.status).toBe(503);
+
+    await startRedis(port);
+    const deadline = Date.now() + 10_000;
+    while ((await h.api('/readyz', { key: null })).status !== 200) {
+      if (Date.now() > deadline) throw new Error('the service did not recover within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // LiveKit's retry of the refused webhook is applied, once.
+    expect((await h.postSigned(agentJoined)).status).toBe(200);
+    expect(JSON.parse((await h.postSigned(agentJoined)).body)).toMatchObject({ status: 'duplicate' });
+    const calls = ((await (await h.api('/v1/calls')).json()) as { calls: Session[] }).calls;
+    expect(calls.map((c) => c.state)).toEqual(['connected']);
+    const events = ((await (await h.api(`/v1/calls/${calls[0]?.id}/events`)).json()) as { events: ObsEnvelope[] }).events;
+    expect(events.map((e) => [e.seq, e.event])).toEqual([
+      [1, 'call.created'],
+      [2, 'call.ringing'],
+      [3, 'call.agent_joined'],
+      [4, 'call.started'],
+    ]);
+  }, 60_000);
+});
