@@ -62,6 +62,7 @@ export interface Service {
 }
 
 const ADMISSION_POLL_MS = 250;
+const SHUTDOWN_COMMAND_WAIT_MS = 5000;
 const TIMER_POLL_MS = 250;
 const TIMER_CLAIM_LIMIT = 200;
 /** a claimed timer comes back to any replica after this if its call was not moved on */
@@ -208,7 +209,11 @@ export function createService(deps: ServiceDeps): Service {
       await shared?.eventLog.stop();
       reconciler.stop();
       admission.stop();
-      await commands.inFlight();
+      // Events already taken are applied; a dial may ring for a minute, so it is handed over
+      // (with a shared store) rather than waited for.
+      await runtime.idle();
+      if (shared) await commands.handOver(SHUTDOWN_COMMAND_WAIT_MS);
+      else await commands.inFlight();
       await runtime.stop();
     },
   };

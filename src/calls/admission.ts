@@ -25,7 +25,10 @@ export interface DialQueue {
   release(id: string): Promise<boolean>;
   /** Drops `id` from the waiting line. */
   remove(id: string): Promise<void>;
-  /** Puts `id` in line unless it is waiting or holds a slot already; true when it was added. */
+  /**
+   * For a call still `queued`: puts it in line unless it is waiting. A slot it holds is freed
+   * first (its grant was lost with a replica). True when it was added.
+   */
   ensure(id: string): Promise<boolean>;
 }
 
@@ -68,7 +71,8 @@ export class MemoryDialQueue implements DialQueue {
   }
 
   async ensure(id: string): Promise<boolean> {
-    if (this.active.has(id) || this.waiting.includes(id)) return false;
+    this.active.delete(id);
+    if (this.waiting.includes(id)) return false;
     this.waiting.push(id);
     return true;
   }
@@ -112,8 +116,9 @@ export class Admission {
   }
 
   /**
-   * Reconciliation: a `queued` call whose replica died between creating it and putting it in
-   * line is put in line now.
+   * Reconciliation: a call still `queued` after a while whose replica died between creating it
+   * and putting it in line, or between giving it a slot and telling it, is put in line again.
+   * (A grant racing with this may let one call more than the limit dial: rare, and bounded.)
    */
   async ensureWaiting(sessionId: string): Promise<boolean> {
     const added = await this.options.queue.ensure(sessionId);

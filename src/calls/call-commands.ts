@@ -29,10 +29,22 @@ export interface CallCommandsOptions {
   random?: () => number;
 }
 
-export function createCommandRunner(options: CallCommandsOptions): CommandRunner & { inFlight(): Promise<void> } {
+export interface CommandRunnerHandle extends CommandRunner {
+  /** Resolves once every command in flight has finished and its result was applied. */
+  inFlight(): Promise<void>;
+  /**
+   * Shutdown: hands dials in flight over to the other replicas (their leases are released, so
+   * reconciliation asks LiveKit what became of them) and waits at most `waitMs` for the rest.
+   */
+  handOver(waitMs: number): Promise<void>;
+}
+
+export function createCommandRunner(options: CallCommandsOptions): CommandRunnerHandle {
   const { runtime, livekit, logger, outbound, leases } = options;
   const random = options.random ?? Math.random;
   const pending = new Set<Promise<void>>();
+  /** dial commands among `pending` */
+  const pendingDials = new Set<Promise<void>>();
   /** dials in flight by session; a hang-up while dialing marks its dial abandoned */
   const dials = new Map<string, { abandoned: boolean }>();
 
@@ -132,8 +144,12 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
 
   const run = ((command: CallCommand, record: CallRecord) => {
     switch (command) {
-      case 'dial':
-        return track(dial(record));
+      case 'dial': {
+        const work = dial(record);
+        pendingDials.add(work);
+        void work.finally(() => pendingDials.delete(work));
+        return track(work);
+      }
       case 'hangUp':
         return track(hangUp(record));
       case 'transfer':
@@ -146,7 +162,12 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         return undefined;
       }
     }
-  }) as CommandRunner & { inFlight(): Promise<void> };
+  }) as CommandRunnerHandle;
+  run.handOver = async (waitMs) => {
+    await Promise.allSettled([...dials.keys()].map((sessionId) => leases.release(sessionId)));
+    const others = [...pending].filter((work) => !pendingDials.has(work));
+    await Promise.race([Promise.allSettled(others), new Promise((resolve) => setTimeout(resolve, waitMs).unref())]);
+  };
   run.inFlight = async () => {
     while (pending.size > 0) await Promise.allSettled([...pending]);
   };

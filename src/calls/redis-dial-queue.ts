@@ -25,7 +25,8 @@ redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
 return {2, id}`;
 
 const ENSURE = `
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 or redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1`;
 

@@ -133,9 +133,10 @@ async function outboundCall(i: number, endReason: 'api_hangup' | 'busy'): Promis
   const { id } = (await placed.json()) as Session;
   if (endReason === 'api_hangup') {
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
+    for (;;) {
       const state = ((await (await api(`/v1/calls/${id}`)).json()) as Session).state;
       if (state === 'connected') break;
+      if (Date.now() > deadline) throw new Error(`call ${id} was still ${state} after 60 s; logs in ${logDir}`);
       await sleep(200);
     }
     await sleep(between(100, 500));
@@ -263,4 +264,49 @@ describe('three replicas on Redis with replicas killed mid-call', () => {
         `${eventCount} events, ${dials.length} dials (${redialed} calls re-dialed after a lost dial), ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
   }, 240_000);
+
+  it('hands a dial over on SIGTERM: the replica exits at once and another finds the answer in LiveKit', async () => {
+    const replica = replicas[0] as Replica;
+    if (!replica.child) await startReplica(replica);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    standIn.setHandler('CreateSIPParticipant', async (req, s) => {
+      await gate;
+      return s.simulate(req);
+    });
+    const placed = await fetch(`http://127.0.0.1:${replica.port}/v1/calls`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ to: '+31640000001' }),
+    });
+    const { id } = (await placed.json()) as Session;
+    const deadline = Date.now() + 10_000;
+    while (standIn.requestsFor('CreateSIPParticipant').filter((r) => String(r.body.participantIdentity).startsWith(`sip-${id}-`)).length === 0) {
+      if (Date.now() > deadline) throw new Error('the dial never reached LiveKit');
+      await sleep(50);
+    }
+
+    const child = replica.child as ChildProcess;
+    const stopping = Date.now();
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const shutdownMs = Date.now() - stopping;
+    replica.child = null;
+    expect(shutdownMs).toBeLessThan(15_000);
+
+    // LiveKit answers the dial the stopped replica was waiting for.
+    release();
+    const until = Date.now() + 40_000;
+    let call: Session;
+    for (;;) {
+      call = (await (await api(`/v1/calls/${id}`)).json()) as Session;
+      if (call.state === 'connected' || Date.now() > until) break;
+      await sleep(250);
+    }
+    expect(call).toMatchObject({ state: 'connected', attempt: 1 });
+    expect(standIn.requestsFor('CreateSIPParticipant').filter((r) => String(r.body.participantIdentity).startsWith(`sip-${id}-`))).toHaveLength(1);
+    console.log(`replicas: SIGTERM with a dial in flight: exited 0 after ${shutdownMs} ms; another replica connected the call from LiveKit's state`);
+    await api(`/v1/calls/${id}/hangup`, { method: 'POST' });
+  }, 90_000);
 });
