@@ -46,11 +46,19 @@ export interface ServiceHarness {
 }
 
 export async function startServiceHarness(
-  options: { env?: Env; realTime?: boolean; store?: CallStore; dialLeases?: DialLeases; redisUrl?: string } = {},
+  options: {
+    env?: Env;
+    realTime?: boolean;
+    store?: CallStore;
+    dialLeases?: DialLeases;
+    redisUrl?: string;
+    /** the stand-in's webhook retry back-off; short by default, LiveKit's own is 1, 2, 4, 8 s */
+    webhookRetryDelaysMs?: number[];
+  } = {},
 ): Promise<ServiceHarness> {
   const standIn = await startLiveKitStandIn({
     webhookUrl: 'http://127.0.0.1:1/webhook', // replaced below once the service listens
-    webhookRetryDelaysMs: [20, 40, 80, 160],
+    webhookRetryDelaysMs: options.webhookRetryDelaysMs ?? [20, 40, 80, 160],
   });
   // CP_TEST_STORE=redis (the `redis` vitest project): the same suites on a Redis store with a
   // key prefix of this harness's own, in shared (several-replica) mode.

@@ -1,0 +1,123 @@
+// Redis restarted in the middle of a load of calls (issue: fault injection): webhooks answered
+// 503 during the outage are retried by LiveKit, API clients retry with their Idempotency-Key.
+// Afterwards no session is lost, no call was dialed twice, and every call is final.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Session } from '../../src/calls/session.js';
+import { freePort } from '../support/redis-server.js';
+import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
+import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
+
+const CALLS = 40;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const dir = mkdtempSync(join(tmpdir(), 'cp-redis-restart-'));
+let redis: ChildProcess | null = null;
+let h: ServiceHarness | null = null;
+
+async function startRedis(port: number): Promise<void> {
+  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir], {
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const up = await fetch(`http://127.0.0.1:${port}`).then(
+      () => true,
+      (err: { cause?: { code?: string } }) => err.cause?.code !== 'ECONNREFUSED',
+    );
+    if (up) return;
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await sleep(50);
+  }
+}
+
+async function stopRedis(): Promise<void> {
+  const child = redis;
+  redis = null;
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+afterAll(async () => {
+  await h?.close();
+  await stopRedis();
+});
+
+describe('Redis restarted mid-load', () => {
+  it('loses no session, dials no call twice, and ends every call', async () => {
+    const port = await freePort();
+    await startRedis(port);
+    h = await startServiceHarness({
+      redisUrl: `redis://127.0.0.1:${port}`,
+      realTime: true,
+      webhookRetryDelaysMs: [1000, 2000, 4000, 8000], // LiveKit's own
+      env: { ENDING_GRACE_S: '2', AGENT_GRACE_S: '1', DIAL_RETRY_BASE_MS: '100', DIAL_RETRY_MAX_MS: '500', MAX_CONCURRENT_CALLS: '1000', CALLS_PER_SECOND: '1000' },
+    });
+    const harness = h;
+    const api = async (path: string, init: RequestInit = {}): Promise<Response> => {
+      for (let attempt = 1; ; attempt++) {
+        const response = await harness.api(path, { ...init, headers: { 'Content-Type': 'application/json', ...init.headers } });
+        if (response.status !== 503 && response.status !== 409) return response;
+        if (attempt > 120) throw new Error(`${path} kept answering ${response.status}`);
+        await sleep(100);
+      }
+    };
+
+    const outbound = async (i: number): Promise<string> => {
+      const placed = await api('/v1/calls', { method: 'POST', headers: { 'Idempotency-Key': `restart-${i}` }, body: JSON.stringify({ to: `+316${String(50_000_000 + i)}` }) });
+      expect(placed.status).toBe(201);
+      const { id } = (await placed.json()) as Session;
+      for (let tries = 0; tries < 200; tries++) {
+        const call = (await (await api(`/v1/calls/${id}`)).json()) as Session;
+        if (call.state !== 'queued' && call.state !== 'dialing') break;
+        await sleep(50);
+      }
+      await sleep(200);
+      await api(`/v1/calls/${id}/hangup`, { method: 'POST' });
+      return id;
+    };
+    const inbound = async (i: number): Promise<string> => {
+      const phone = `+316${String(60_000_000 + i)}`;
+      const room = `call-_${phone}_${i}`;
+      harness.standIn.joinParticipant(room, sipParticipant({ phoneNumber: phone, callStatus: 'ringing' }));
+      await sleep(150);
+      harness.standIn.joinParticipant(room, agentParticipant({ identity: `agent-${i}` }));
+      await sleep(300);
+      harness.standIn.leaveParticipant(room, `sip_${phone}`, 'CLIENT_INITIATED');
+      harness.standIn.finishRoom(room);
+      return room;
+    };
+
+    const work = Array.from({ length: CALLS }, (_, i) => sleep(i * 40).then(() => (i % 2 === 0 ? outbound(i) : inbound(i))));
+    await sleep(700);
+    await stopRedis();
+    await sleep(1000);
+    await startRedis(port);
+    const done = await Promise.all(work);
+    await h.standIn.webhooks?.idle();
+
+    const deadline = Date.now() + 30_000;
+    let calls: Session[];
+    for (;;) {
+      calls = ((await (await api('/v1/calls?limit=200')).json()) as { calls: Session[] }).calls;
+      const open = calls.filter((c) => c.state !== 'ended' && c.state !== 'failed');
+      if (calls.length === CALLS && open.length === 0) break;
+      if (Date.now() > deadline) throw new Error(`${calls.length} calls, ${open.length} not final: ${open.map((c) => `${c.id} ${c.state}`).join(', ')}`);
+      await sleep(200);
+    }
+    const rooms = new Set(calls.map((c) => c.livekit_room));
+    for (const key of done) if (key.startsWith('call-_')) expect(rooms.has(key), key).toBe(true);
+    const ids = new Set(calls.map((c) => c.id));
+    for (const key of done) if (!key.startsWith('call-_')) expect(ids.has(key), key).toBe(true);
+
+    const identities = h.standIn.requestsFor('CreateSIPParticipant').map((d) => String(d.body.participantIdentity));
+    expect(new Set(identities).size).toBe(identities.length);
+    const outcomes = new Map<string, number>();
+    for (const c of calls) outcomes.set(`${c.direction} ${c.state}/${c.end_reason}`, (outcomes.get(`${c.direction} ${c.state}/${c.end_reason}`) ?? 0) + 1);
+    console.log(`redis restart mid-load: ${CALLS} calls, ${identities.length} dials, outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);
+  }, 120_000);
+});
