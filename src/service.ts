@@ -52,6 +52,8 @@ export interface Service {
   bus: EventBus;
   metrics: Metrics;
   reconciler: Reconciler;
+  /** Live actors and armed timers of this process (a leak shows here first). */
+  stats(): { liveActors: number; armedTimers: number };
   /**
    * Resolves once every queued event has been applied and, unless `commands` is false, every
    * LiveKit command has finished and its result has been applied too.
@@ -188,6 +190,8 @@ export function createService(deps: ServiceDeps): Service {
     timerPoll.unref();
   }
 
+  metrics.watchRuntime(() => ({ liveActors: runtime.liveCount, armedTimers: scheduler.size }));
+
   const settled = async ({ commands: withCommands = true } = {}): Promise<void> => {
     await runtime.idle();
     if (!withCommands) return;
@@ -201,6 +205,7 @@ export function createService(deps: ServiceDeps): Service {
     bus,
     metrics,
     reconciler,
+    stats: () => ({ liveActors: runtime.liveCount, armedTimers: scheduler.size }),
     settled,
     async close() {
       // Open event streams never go idle: end them so the HTTP server can close.

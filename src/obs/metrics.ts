@@ -52,6 +52,8 @@ export interface Metrics {
   webhook(outcome: WebhookOutcome): void;
   /** Control API requests: method, route template (e.g. '/v1/calls/:id'), status, duration. */
   httpRequest(method: string, route: string, status: number, seconds: number): void;
+  /** Where the live-actor and armed-timer gauges read this process's counts. */
+  watchRuntime(stats: () => { liveActors: number; armedTimers: number }): void;
 }
 
 type LiveKitObserver = (method: string, outcome: string, seconds: number) => void;
@@ -101,6 +103,24 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   /** session_id → last public state, live sessions only. */
   const live = new Map<string, LiveState>();
+
+  let runtimeStats: () => { liveActors: number; armedTimers: number } = () => ({ liveActors: 0, armedTimers: 0 });
+  new Gauge({
+    name: `${prefix}live_actors`,
+    help: 'Call actors held in this process (a leak shows here first).',
+    registers,
+    collect() {
+      this.set(runtimeStats().liveActors);
+    },
+  });
+  new Gauge({
+    name: `${prefix}armed_timers`,
+    help: 'Call deadline timers armed in this process.',
+    registers,
+    collect() {
+      this.set(runtimeStats().armedTimers);
+    },
+  });
 
   new Gauge({
     name: `${prefix}calls`,
@@ -207,6 +227,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       const r = label(route, 'unmatched');
       httpRequests.inc({ method: m, route: r, status: statusLabel(status) });
       httpDuration.observe({ method: m, route: r }, seconds(duration));
+    },
+    watchRuntime(stats) {
+      runtimeStats = stats;
     },
   };
   livekitObservers.set(metrics, (method, outcome, duration) => {
