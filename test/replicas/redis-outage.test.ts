@@ -1,45 +1,27 @@
 // A Redis outage (SPEC §8): while Redis is down the service says so (readyz 503, webhooks 503 so
 // LiveKit retries, Control API 503) and changes nothing; when Redis is back it recovers by itself
 // and LiveKit's retry is applied once.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/calls/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { freePort } from '../support/redis-server.js';
+import { freePort, startPersistentRedis } from '../support/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cp-redis-outage-'));
-let redis: ChildProcess | null = null;
+let redis: { stop(): Promise<void> } | null = null;
 let h: ServiceHarness | null = null;
 
-/** A redis-server that keeps its data across a restart (append-only file in `dir`). */
 async function startRedis(port: number): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const up = await fetch(`http://127.0.0.1:${port}`).then(
-      () => true,
-      (err: { cause?: { code?: string } }) => err.cause?.code !== 'ECONNREFUSED',
-    );
-    if (up) return;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  redis = await startPersistentRedis(port, dir);
 }
 
 async function stopRedis(): Promise<void> {
-  const child = redis;
+  await redis?.stop();
   redis = null;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
 }
 
 afterAll(async () => {

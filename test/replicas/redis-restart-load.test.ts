@@ -1,45 +1,28 @@
 // Redis restarted in the middle of a load of calls (issue: fault injection): webhooks answered
 // 503 during the outage are retried by LiveKit, API clients retry with their Idempotency-Key.
 // Afterwards no session is lost, no call was dialed twice, and every call is final.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/calls/session.js';
-import { freePort } from '../support/redis-server.js';
+import { freePort, startPersistentRedis } from '../support/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
 
 const CALLS = 40;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const dir = mkdtempSync(join(tmpdir(), 'cp-redis-restart-'));
-let redis: ChildProcess | null = null;
+let redis: { stop(): Promise<void> } | null = null;
 let h: ServiceHarness | null = null;
 
 async function startRedis(port: number): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const up = await fetch(`http://127.0.0.1:${port}`).then(
-      () => true,
-      (err: { cause?: { code?: string } }) => err.cause?.code !== 'ECONNREFUSED',
-    );
-    if (up) return;
-    if (Date.now() > deadline) throw new Error('redis-server did not start');
-    await sleep(50);
-  }
+  redis = await startPersistentRedis(port, dir);
 }
 
 async function stopRedis(): Promise<void> {
-  const child = redis;
+  await redis?.stop();
   redis = null;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 afterAll(async () => {
@@ -62,7 +45,7 @@ describe('Redis restarted mid-load', () => {
       for (let attempt = 1; ; attempt++) {
         const response = await harness.api(path, { ...init, headers: { 'Content-Type': 'application/json', ...init.headers } });
         if (response.status !== 503 && response.status !== 409) return response;
-        if (attempt > 120) throw new Error(`${path} kept answering ${response.status}`);
+        if (attempt > 300) throw new Error(`${path} kept answering ${response.status}`);
         await sleep(100);
       }
     };

@@ -3,7 +3,7 @@
 // API) while replicas are killed with SIGKILL and restarted. Afterwards every call is in its
 // correct final state, no call's seq has a gap, no OBS-00 event is duplicated and no dial was
 // placed twice.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startLiveKitStandIn, type LiveKitStandIn } from '../support/livekit-standin.js';
 import { startLoadBalancer, type LoadBalancer } from '../support/load-balancer.js';
 import { freePort } from '../support/redis-server.js';
+import { spawnService } from '../support/service-process.js';
 import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
 
 const CALLS = 200;
@@ -46,10 +47,8 @@ const prefix = `rep${Math.random().toString(36).slice(2, 8)}:`;
 function startReplica(replica: Replica): Promise<void> {
   replica.starts++;
   const log = createWriteStream(join(logDir, `replica-${replica.port}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
+  const child = spawnService(
+    {
       LIVEKIT_URL: standIn.url,
       LIVEKIT_API_KEY: standIn.apiKey,
       LIVEKIT_API_SECRET: standIn.apiSecret,
@@ -68,10 +67,8 @@ function startReplica(replica: Replica): Promise<void> {
       MAX_CONCURRENT_CALLS: '1000',
       CALLS_PER_SECOND: '1000',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.pipe(log);
-  child.stderr?.pipe(log);
+    log,
+  );
   replica.child = child;
   return waitForHealth(replica.port);
 }

@@ -86,3 +86,29 @@ function pingOnce(port: number): Promise<boolean> {
     socket.once('data', (data: Buffer) => finish(data.toString().startsWith('+PONG')));
   });
 }
+
+/**
+ * A redis-server that keeps its data across a restart (append-only file in `dir`), for tests that
+ * stop Redis and bring it back. `stop` kills it (SIGKILL: nothing is flushed that was not fsynced).
+ */
+export async function startPersistentRedis(port: number, dir: string): Promise<{ stop(): Promise<void> }> {
+  if (!redisServerAvailable()) throw new Error(NO_REDIS_MESSAGE);
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 5000;
+  while (!(await pingOnce(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return {
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
