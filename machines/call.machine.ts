@@ -52,6 +52,7 @@ export const callMachine = setup({
     scheduleRetry: action('scheduleRetry'),
     addAgent: action('addAgent'),
     removeAgent: action('removeAgent'),
+    startAgentGrace: action('startAgentGrace'),
     requestHangup: action('requestHangup') as (_: unknown, params: { cause: HangupCause }) => void,
     requestTransfer: action('requestTransfer'),
     recordTransferFailure: action('recordTransferFailure'),
@@ -252,7 +253,7 @@ export const callMachine = setup({
           actions: ['addAgent', { type: 'emit', params: { event: 'call.agent_joined' } }],
         },
         'livekit.agent_left': {
-          actions: ['removeAgent', { type: 'emit', params: { event: 'call.agent_left' } }],
+          actions: ['removeAgent', 'startAgentGrace', { type: 'emit', params: { event: 'call.agent_left' } }],
         },
         'timer.agent_grace': {
           guard: { type: 'deadlineReached', params: { timer: 'agentGrace' } },
@@ -309,7 +310,8 @@ export const callMachine = setup({
           },
           {
             target: 'connected',
-            actions: ['recordTransferFailure', { type: 'emit', params: { event: 'call.transfer_failed' } }],
+            // An agent that left during the transfer leaves a connected call with no agent.
+            actions: ['recordTransferFailure', 'startAgentGrace', { type: 'emit', params: { event: 'call.transfer_failed' } }],
           },
         ],
         // A successful REFER makes LiveKit hang up the phone leg, and its webhook may overtake

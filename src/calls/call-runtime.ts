@@ -338,11 +338,19 @@ export class CallRuntime {
         const result = await this.applyLocked(sessionId, { type: TIMER_EVENTS[timer] });
         if (result.outcome === 'applied') return;
       }
+      // Every due deadline was refused by the chart: keep the later ones armed all the same.
+      if (due.length > 0) this.armTimer(record, now);
     });
   }
 
-  private armTimer(record: CallRecord): void {
-    const at = nextDeadline(record);
+  /** Arms the call's earliest deadline (the earliest after `after`, when given). */
+  private armTimer(record: CallRecord, after?: number): void {
+    const at =
+      after === undefined
+        ? nextDeadline(record)
+        : (Object.values(record.context.deadlines)
+            .filter((deadline): deadline is number => deadline !== null && deadline > after)
+            .sort((a, b) => a - b)[0] ?? null);
     if (at === null || this.stopped) {
       this.options.scheduler.cancel(record.id);
       return;

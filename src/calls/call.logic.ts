@@ -178,14 +178,16 @@ export function createCallLogic(sink: EffectSink) {
         return { agents, deadlines: { ...context.deadlines, agentGrace: null } };
       }),
 
-      removeAgent: assign(({ context, event }) => {
-        if (event.type !== 'livekit.agent_left') return {};
-        const agents = context.agents.filter((identity) => identity !== event.participant.identity);
-        // The agent leaving a connected call hangs it up after a grace period unless another joins.
-        const agentGrace =
-          agents.length === 0 && context.answeredAt !== null ? event.at + context.settings.agentGraceS * 1000 : context.deadlines.agentGrace;
-        return { agents, deadlines: { ...context.deadlines, agentGrace } };
-      }),
+      removeAgent: assign(({ context, event }) =>
+        event.type === 'livekit.agent_left' ? { agents: context.agents.filter((identity) => identity !== event.participant.identity) } : {},
+      ),
+
+      // The agent leaving a connected call hangs it up after a grace period unless another joins.
+      startAgentGrace: assign(({ context, event }) =>
+        context.agents.length === 0 && context.deadlines.agentGrace === null
+          ? { deadlines: { ...context.deadlines, agentGrace: eventTime(context, event) + context.settings.agentGraceS * 1000 } }
+          : {},
+      ),
 
       requestHangup: assign(({ context, event }, params) => ({
         hangupCause: params.cause,

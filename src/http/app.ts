@@ -95,11 +95,17 @@ export function createApp(options: AppOptions): Koa {
     }),
     eventRoutes({ stream: options.stream, heartbeatMs: options.heartbeatMs, logger: options.logger }),
   ];
-  for (const router of openRouters) app.use(router.routes()).use(router.allowedMethods({ throw: true }));
+  // A method no route knows (PROPFIND, ...) is refused like a known one on the wrong route: 405.
+  const methods = {
+    throw: true,
+    notImplemented: () => new Problem(405, 'method_not_allowed', 'Method not allowed'),
+    methodNotAllowed: () => new Problem(405, 'method_not_allowed', 'Method not allowed'),
+  };
+  for (const router of openRouters) app.use(router.routes()).use(router.allowedMethods(methods));
   // Every /v1 request needs a key, also one for a path that does not exist.
   const auth = bearerAuth(options.controlApiKeys);
   app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
-  for (const router of apiRouters) app.use(router.routes()).use(router.allowedMethods({ throw: true }));
+  for (const router of apiRouters) app.use(router.routes()).use(router.allowedMethods(methods));
 
   routeTables.set(
     app,
