@@ -29,7 +29,8 @@
 //                              completed with SET KEEPTTL; released with DEL
 //
 // The call's own keys are the truth: commit writes them in one Lua script (compare-and-set on the
-// version). The global indexes are written afterwards with separate commands, so they are hints:
+// version). The global indexes are written with separate commands (for a new call also before
+// its record, so a crash never leaves a stored call that no lookup finds), so they are hints:
 // a crash between the two leaves them stale, readers verify every hit against the record (state,
 // room, identity, existence) and skip what does not match, and the next commit of the call writes
 // them again. A failure while writing indexes does not fail the commit (the record is stored);
@@ -262,6 +263,9 @@ export class RedisCallStore implements CallStore {
     return this.guard('commit', async () => {
       const final = isFinalState(record.state);
       const ordinal = record.version === 1 ? String(await this.redis.incr(this.key('calls:ordinal'))) : '';
+      // A new call is indexed before its record is written: a crash in between leaves an index
+      // entry that readers skip (no record), never a stored call no lookup can find.
+      if (record.version === 1) await this.reindex(record, null, Number(ordinal));
       const result = (await this.run(
         COMMIT,
         [this.callKey(record.id), this.eventsKey(record.id)],

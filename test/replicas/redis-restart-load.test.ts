@@ -89,7 +89,14 @@ describe('Redis restarted mid-load', () => {
       calls = ((await (await api('/v1/calls?limit=200')).json()) as { calls: Session[] }).calls;
       const open = calls.filter((c) => c.state !== 'ended' && c.state !== 'failed');
       if (calls.length === CALLS && open.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`${calls.length} calls, ${open.length} not final: ${open.map((c) => `${c.id} ${c.state}`).join(', ')}`);
+      if (Date.now() > deadline) {
+        const listed = new Set(calls.map((c) => c.livekit_room));
+        const missing = done.filter((key) => key.startsWith('call-_') && !listed.has(key));
+        const failures = (h.standIn.webhooks?.deliveries ?? [])
+          .filter((d) => missing.includes(String(d.event.room?.name)))
+          .map((d) => `${d.event.event} ${d.event.room?.name}: ${d.result.status ?? d.result.error} after ${d.result.attempts}`);
+        throw new Error(`${calls.length} calls, ${open.length} not final: ${open.map((c) => `${c.id} ${c.state}`).join(', ')}; missing ${missing.join(', ')}; ${failures.join('; ')}`);
+      }
       await sleep(200);
     }
     const rooms = new Set(calls.map((c) => c.livekit_room));
