@@ -1,0 +1,242 @@
+// npm run bench [-- --write]: every benchmark part, each in a child process of its own, then a
+// summary. Writes nothing into the repository unless --write is given, which (re)writes
+// docs/performance.md with the figures and the machine they were measured on.
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { benchDir, fmt, fmtInt, markdownTable, out, runPart, textTable, verdict } from './common.js';
+import type { ControlResult } from './control-api.js';
+import type { MemoryResult } from './memory.js';
+import type { RecoveryResult } from './recovery.js';
+import type { IngestResult } from './webhook-ingest.js';
+
+interface Results {
+  ingestMemory?: IngestResult;
+  ingestRedis?: IngestResult;
+  memory?: MemoryResult;
+  control?: ControlResult;
+  recovery?: RecoveryResult;
+}
+
+type Row = [figure: string, baseline: string, service: string, ratio: string, target: string, verdict: string];
+
+const write = process.argv.includes('--write');
+const started = performance.now();
+const results: Results = {};
+const failures: string[] = [];
+
+async function part<K extends keyof Results>(key: K, title: string, run: () => Promise<NonNullable<Results[K]>>): Promise<void> {
+  out(`\n=== ${title} ===`);
+  const partStarted = performance.now();
+  try {
+    results[key] = await run();
+  } catch (err) {
+    failures.push(`${title}: ${err instanceof Error ? err.message : String(err)}`);
+    out(`  FAILED: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  out(`  (${fmt((performance.now() - partStarted) / 1000, 0)} s)`);
+}
+
+await part('ingestMemory', '1. webhook ingest, in-memory store', () => runPart<IngestResult>('webhook-ingest.ts', ['--store', 'memory']));
+await part('ingestRedis', '1b. webhook ingest, Redis store', () => runPart<IngestResult>('webhook-ingest.ts', ['--store', 'redis']));
+await part('memory', '2 + 5. live-call memory and growth', () => runPart<MemoryResult>('memory.ts', [], ['--expose-gc']));
+await part('control', '3. Control API: POST /v1/calls -> dialing', () => runPart<ControlResult>('control-api.ts'));
+await part('recovery', '4. recovery on Redis', () => runPart<RecoveryResult>('recovery.ts'));
+const totalSeconds = (performance.now() - started) / 1000;
+
+// ---- summary
+
+const rows: Row[] = [];
+const missing = (figure: string): Row => [figure, '-', '-', '-', '-', 'no result'];
+
+function ingestRows(r: IngestResult | undefined, label: string): void {
+  if (!r) {
+    rows.push(missing(`ingest ${label}`));
+    return;
+  }
+  const n = `ingest ${label} (${fmtInt(r.requests)} req/round, ${r.connections} conns)`;
+  rows.push([`${n}: throughput req/s`, fmtInt(r.baseline.throughput), fmtInt(r.service.throughput), fmt(r.ratio), `ratio >= ${r.ratioTarget}`, verdict(r.ratio >= r.ratioTarget)]);
+  rows.push([`ingest ${label}: p50 latency ms`, fmt(r.baseline.p50), fmt(r.service.p50), fmt(r.service.p50 / r.baseline.p50), '', '']);
+  const p99Target = r.store === 'memory';
+  rows.push([
+    `ingest ${label}: p99 latency ms`,
+    fmt(r.baseline.p99),
+    fmt(r.service.p99),
+    fmt(r.service.p99 / r.baseline.p99),
+    p99Target ? `<= ${r.p99TargetMs} ms` : '',
+    p99Target ? verdict(r.service.p99 <= r.p99TargetMs) : '',
+  ]);
+  if (r.callErrors.length > 0) rows.push([`ingest ${label}: calls with a wrong outcome`, '', String(r.callErrors.length), '', '0', 'WRONG']);
+}
+
+ingestRows(results.ingestMemory, 'memory');
+ingestRows(results.ingestRedis, 'Redis');
+
+const memory = results.memory;
+if (memory) {
+  for (const size of memory.sizes) {
+    rows.push([
+      `heap per live call at ${fmtInt(size.calls)} (MiB before -> after)`,
+      `${fmt(size.heapBeforeMiB, 1)} MiB`,
+      `${fmt(size.heapAfterMiB, 1)} MiB = ${fmt(size.bytesPerCall / 1024)} KiB/call`,
+      '',
+      '<= 12 KiB',
+      verdict(size.bytesPerCall <= memory.targetBytesPerCall),
+    ]);
+  }
+  if (memory.liveCallErrors > 0) rows.push(['live calls in a wrong state', '', String(memory.liveCallErrors), '', '0', 'WRONG']);
+} else rows.push(missing('live-call memory'));
+
+const control = results.control;
+if (control) {
+  rows.push([
+    `POST /v1/calls -> dialing p50 ms (${control.rate}/s)`,
+    fmt(control.baseline.p50),
+    fmt(control.service.p50),
+    fmt(control.ratio),
+    '',
+    control.callErrors === 0 ? 'all connected' : `${control.callErrors} WRONG`,
+  ]);
+  rows.push(['POST /v1/calls -> dialing p99 ms', fmt(control.baseline.p99), fmt(control.service.p99), fmt(control.service.p99 / control.baseline.p99), '', '']);
+} else rows.push(missing('Control API'));
+
+const recovery = results.recovery;
+if (recovery) {
+  rows.push([
+    `recovery: ${fmtInt(recovery.calls)} calls, one event each, s`,
+    `${fmt(recovery.warmSeconds)} (warm)`,
+    `${fmt(recovery.coldSeconds)} (worst ${fmt(recovery.worstColdSeconds)})`,
+    fmt(recovery.ratio),
+    '< 5 s',
+    recovery.callErrors > 0 ? `${recovery.callErrors} WRONG` : verdict(recovery.worstColdSeconds < recovery.targetSeconds),
+  ]);
+} else rows.push(missing('recovery'));
+
+const headers = ['figure', 'baseline', 'service', 'ratio', 'target', 'verdict'];
+const growthHeaders = ['live calls', 'heap per call', 'rss', 'runtime.send events/s', 'ratio vs smallest', 'GC share of send time'];
+const growthRows = (memory?.sizes ?? []).map((s) => [
+  fmtInt(s.calls),
+  `${fmt(s.bytesPerCall / 1024)} KiB`,
+  `${fmt(s.rssMiB, 0)} MiB`,
+  fmtInt(s.sendRate),
+  fmt(s.sendRatio),
+  `${fmt(s.sendGcShare * 100, 0)}%`,
+]);
+
+out('\n=== summary ===');
+for (const line of textTable(headers, rows)) out(line);
+out('\ngrowth (item 5): heap per live call and runtime.send throughput by number of live calls');
+for (const line of textTable(growthHeaders, growthRows)) out(line);
+if (failures.length) out(`\nparts that failed: ${failures.join('; ')}`);
+out(`\ntotal run time ${fmt(totalSeconds, 0)} s`);
+
+// ---- docs/performance.md
+
+function ingestDetail(r: IngestResult | undefined, label: string): string[] {
+  if (!r) return [];
+  return [
+    `### Webhook ingest, ${label} store: rounds`,
+    '',
+    ...markdownTable(
+      ['round', 'target', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU', 'generator CPU', 'non-200'],
+      r.rounds.map((x, i) => [
+        String(Math.floor(i / 2) + 1),
+        x.target,
+        fmtInt(x.throughput),
+        fmt(x.p50),
+        fmt(x.p99),
+        fmt(x.max),
+        `${fmt(x.serverCpuPct, 0)}%`,
+        `${fmt(x.generatorCpuPct, 0)}%`,
+        String(x.non200),
+      ]),
+    ),
+    '',
+    `Per-pair throughput ratios: ${r.ratios.map((x) => fmt(x)).join(', ')} (median ${fmt(r.ratio)}). Mean body ${fmtInt(r.meanBodyBytes)} bytes. ` +
+      `${fmtInt(r.callsChecked)} calls checked after their rounds (state \`ended\`, end reason \`remote_hangup\`, seq 1..n): ${r.callErrors.length} wrong.`,
+    '',
+  ];
+}
+
+if (write) {
+  const cpu = cpus();
+  const date = new Date().toISOString();
+  const lines = [
+    '# Performance',
+    '',
+    `Generated by \`npm run bench -- --write\` (bench/run.ts) on ${date.slice(0, 10)} (${date}). Do not edit by hand: run it again.`,
+    '',
+    `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${fmt(totalmem() / 1024 ** 3, 1)} GiB memory; Node ${process.version}. ` +
+      `The machine is shared and noisy (5-15 % drift), so every speed figure is a ratio against a baseline measured in the same run, ` +
+      `interleaved (baseline, service, baseline, service, ...; at least 4 pairs), and the medians are reported. Whole run: ${fmt(totalSeconds, 0)} s.`,
+    '',
+    '## Summary',
+    '',
+    ...markdownTable(headers, rows),
+    '',
+    '## Growth: per live call, by number of live calls',
+    '',
+    ...markdownTable(growthHeaders, growthRows),
+    '',
+    'runtime.send throughput: agent_joined / agent_left pairs of a second agent, spread over every live call of the population, ' +
+      `${fmtInt(memory?.eventsPerMeasurement ?? 0)} events per measurement, ${memory?.reps ?? 0} repetitions interleaved across the sizes; ` +
+      'all populations live in one process, so the GC share is that of the whole heap.',
+    '',
+    '## What is measured',
+    '',
+    '- **Webhook ingest** (bench/webhook-ingest.ts, bench/load-generator.ts): the service (createService, production logger at `info` writing to a file under the OS temp directory, LiveKit = the stand-in) ' +
+      'and the baseline (one Koa route: raw body, `WebhookReceiver.receive(body, authorization)`, 200) listen on loopback in one process; the load generator is a child process with 50 keep-alive ' +
+      'connections, each owning its own calls and sending each call\'s events in order (participant_joined SIP, track_published, participant_joined AGENT, participant_left SIP CLIENT_INITIATED, room_finished), ' +
+      'bodies built with test/support/webhook-events.ts and signed as LiveKit signs them before timing starts. Fresh calls every round; one warm-up pair is not counted.',
+    '- **Live-call memory** (bench/memory.ts, `--expose-gc`): N inbound calls created through `service.runtime.create` plus a `livekit.agent_joined` each (connected, 4 events of history); ' +
+      'heap used after a forced GC minus heap used just before, with the log file drained, divided by N.',
+    '- **Control API** (bench/control-api.ts): open-loop `POST /v1/calls` at a fixed rate; service latency = POST sent until the call\'s `call.dialing` event on `service.bus`; ' +
+      'baseline = HTTP round trip of a bare Koa route that parses the JSON body and answers 201. The stand-in (own process) answers CreateSIPParticipant at once; every call is checked connected.',
+    '- **Recovery** (bench/recovery.ts): 10k live connected calls on Redis; per pair, one event to every call on the running instance (warm), then the instance is closed and a fresh one ' +
+      'on the same Redis and key prefix applies one event to every call (each restored from its snapshot). State, agents and seq are checked after every round.',
+    '',
+    '## Details',
+    '',
+    ...ingestDetail(results.ingestMemory, 'in-memory'),
+    ...ingestDetail(results.ingestRedis, 'Redis'),
+    ...(control
+      ? [
+          '### Control API: rounds',
+          '',
+          ...markdownTable(
+            ['round', 'target', 'POSTs', 'rate/s', 'p50 ms', 'p99 ms', '201 answer p50 / p99 ms', 'process CPU', 'loop delay p99 ms'],
+            control.rounds.map((x, i) => [
+              String(Math.floor(i / 2) + 1),
+              x.target,
+              String(x.requests),
+              fmt(x.rate, 0),
+              fmt(x.p50),
+              fmt(x.p99),
+              x.httpP50 === null ? '' : `${fmt(x.httpP50)} / ${fmt(x.httpP99 ?? Number.NaN)}`,
+              `${fmt(x.cpuPct, 0)}%`,
+              fmt(x.loopDelayP99, 1),
+            ]),
+          ),
+          '',
+        ]
+      : []),
+    ...(recovery
+      ? [
+          '### Recovery: pairs',
+          '',
+          ...markdownTable(
+            ['pair', 'warm instance s', 'fresh instance s', 'ratio'],
+            recovery.pairs.map((p, i) => [String(i + 1), fmt(p.warmSeconds), fmt(p.coldSeconds), fmt(p.coldSeconds / p.warmSeconds)]),
+          ),
+          '',
+          `Creating the ${fmtInt(recovery.calls)} calls took ${fmt(recovery.createSeconds, 1)} s. Wrong calls: ${recovery.callErrors}.`,
+          '',
+        ]
+      : []),
+    ...(failures.length ? ['## Parts that failed', '', ...failures.map((f) => `- ${f}`), ''] : []),
+  ];
+  const file = join(benchDir, '..', 'docs', 'performance.md');
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  out(`wrote ${file}`);
+}
