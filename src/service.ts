@@ -194,6 +194,8 @@ export function createService(deps: ServiceDeps): Service {
 
   const settled = async ({ commands: withCommands = true } = {}): Promise<void> => {
     await runtime.idle();
+    await admission.idle();
+    await runtime.idle();
     if (!withCommands) return;
     await commands.inFlight();
     await runtime.idle();

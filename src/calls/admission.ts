@@ -94,7 +94,7 @@ const WAKE_KEY = 'admission';
 const RETRY_MS = 1000;
 
 export class Admission {
-  private pumping = false;
+  private pumping: Promise<void> | null = null;
   private again = false;
   private poller: NodeJS.Timeout | null = null;
 
@@ -142,16 +142,20 @@ export class Admission {
     this.poller = null;
   }
 
+  /** Resolves once admission has handed out every slot it can right now. */
+  async idle(): Promise<void> {
+    while (this.pumping) await this.pumping;
+  }
+
   private pump(): void {
     if (this.pumping) {
       this.again = true;
       return;
     }
-    this.pumping = true;
-    void this.drain()
+    this.pumping = this.drain()
       .catch((err: unknown) => this.options.logger.error({ err }, 'admission could not take the next call'))
       .finally(() => {
-        this.pumping = false;
+        this.pumping = null;
         if (this.again) {
           this.again = false;
           this.pump();

@@ -206,6 +206,7 @@ export class RedisCallStore implements CallStore {
   private readonly now: () => number;
   private lastGc = 0;
   private lastError: unknown = null;
+  private connecting: Promise<void> | null = null;
 
   constructor(private readonly options: RedisStoreOptions) {
     this.keyPrefix = options.keyPrefix ?? 'cp:';
@@ -216,6 +217,8 @@ export class RedisCallStore implements CallStore {
     this.redis = new Redis(options.url, {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: false,
+      // Commands issued in the same tick go out in one write (a commit issues several).
+      enableAutoPipelining: true,
       lazyConnect: false,
       retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     });
@@ -522,12 +525,14 @@ export class RedisCallStore implements CallStore {
   private async awaitConnectionAttempt(): Promise<void> {
     const status = this.redis.status;
     if (status !== 'connecting' && status !== 'connect') return;
-    await new Promise<void>((resolve) => {
+    // One wait shared by every operation that arrives meanwhile (not a listener each).
+    this.connecting ??= new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         this.redis.off('ready', done);
         this.redis.off('close', done);
         this.redis.off('end', done);
+        this.connecting = null;
         resolve();
       };
       const timer = setTimeout(done, CONNECT_WAIT_MS);
@@ -535,6 +540,7 @@ export class RedisCallStore implements CallStore {
       this.redis.once('close', done);
       this.redis.once('end', done);
     });
+    await this.connecting;
   }
 
   private async run(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
