@@ -1,44 +1,31 @@
 // A Redis outage (SPEC §8): while Redis is down the service says so (readyz 503, webhooks 503 so
 // LiveKit retries, Control API 503) and changes nothing; when Redis is back it recovers by itself
 // and LiveKit's retry is applied once.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/calls/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { freePort, startPersistentRedis } from '../support/redis-server.js';
+import { restartableRedis } from '../support/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'cp-redis-outage-'));
-let redis: { stop(): Promise<void> } | null = null;
+let redis: Awaited<ReturnType<typeof restartableRedis>> | null = null;
 let h: ServiceHarness | null = null;
-
-async function startRedis(port: number): Promise<void> {
-  redis = await startPersistentRedis(port, dir);
-}
-
-async function stopRedis(): Promise<void> {
-  await redis?.stop();
-  redis = null;
-}
 
 afterAll(async () => {
   await h?.close();
-  await stopRedis();
+  await redis?.stop();
 });
 
 describe('a Redis outage', () => {
   it('answers 503 while Redis is down, changes nothing, and recovers by itself when it returns', async () => {
-    const port = await freePort();
-    await startRedis(port);
-    h = await startServiceHarness({ redisUrl: `redis://127.0.0.1:${port}` });
+    redis = await restartableRedis();
+    await redis.start();
+    h = await startServiceHarness({ redisUrl: redis.url });
     const room = roomJson('call-_+31612345678_outage');
     const caller = sipParticipant({ phoneNumber: '+31612345678', callStatus: 'ringing' });
     expect((await h.postSigned(JSON.stringify(webhookEvents.participantJoined(room, caller)))).status).toBe(200);
 
-    await stopRedis();
+    await redis.stop();
     expect((await h.api('/readyz', { key: null })).status).toBe(503);
     const agentJoined = JSON.stringify(webhookEvents.participantJoined(room, agentParticipant()));
     const refused = await h.postSigned(agentJoined);
@@ -49,7 +36,7 @@ describe('a Redis outage', () => {
     const place = await h.api('/v1/calls', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"to":"+31687654321"}' });
     expect(place.status).toBe(503);
 
-    await startRedis(port);
+    await redis.start();
     const deadline = Date.now() + 10_000;
     while ((await h.api('/readyz', { key: null })).status !== 200) {
       if (Date.now() > deadline) throw new Error('the service did not recover within 10 s');

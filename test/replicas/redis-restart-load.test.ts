@@ -1,41 +1,28 @@
 // Redis restarted in the middle of a load of calls (issue: fault injection): webhooks answered
 // 503 during the outage are retried by LiveKit, API clients retry with their Idempotency-Key.
 // Afterwards no session is lost, no call was dialed twice, and every call is final.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/calls/session.js';
-import { freePort, startPersistentRedis } from '../support/redis-server.js';
+import { restartableRedis } from '../support/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
 
 const CALLS = 40;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const dir = mkdtempSync(join(tmpdir(), 'cp-redis-restart-'));
-let redis: { stop(): Promise<void> } | null = null;
+let redis: Awaited<ReturnType<typeof restartableRedis>> | null = null;
 let h: ServiceHarness | null = null;
-
-async function startRedis(port: number): Promise<void> {
-  redis = await startPersistentRedis(port, dir);
-}
-
-async function stopRedis(): Promise<void> {
-  await redis?.stop();
-  redis = null;
-}
 
 afterAll(async () => {
   await h?.close();
-  await stopRedis();
+  await redis?.stop();
 });
 
 describe('Redis restarted mid-load', () => {
   it('loses no session, dials no call twice, and ends every call', async () => {
-    const port = await freePort();
-    await startRedis(port);
+    redis = await restartableRedis();
+    await redis.start();
     h = await startServiceHarness({
-      redisUrl: `redis://127.0.0.1:${port}`,
+      redisUrl: redis.url,
       realTime: true,
       webhookRetryDelaysMs: [1000, 2000, 4000, 8000], // LiveKit's own
       env: { ENDING_GRACE_S: '2', AGENT_GRACE_S: '1', DIAL_RETRY_BASE_MS: '100', DIAL_RETRY_MAX_MS: '500', MAX_CONCURRENT_CALLS: '1000', CALLS_PER_SECOND: '1000' },
@@ -77,9 +64,9 @@ describe('Redis restarted mid-load', () => {
 
     const work = Array.from({ length: CALLS }, (_, i) => sleep(i * 40).then(() => (i % 2 === 0 ? outbound(i) : inbound(i))));
     await sleep(700);
-    await stopRedis();
+    await redis.stop();
     await sleep(1000);
-    await startRedis(port);
+    await redis.start();
     const done = await Promise.all(work);
     await h.standIn.webhooks?.idle();
 

@@ -1,7 +1,10 @@
 // A Redis for tests: REDIS_URL when set, else a private redis-server child process on a free
 // loopback port (no persistence), so tests never touch a Redis they did not start.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface RedisHandle {
   url: string;
@@ -109,6 +112,23 @@ export async function startPersistentRedis(port: number, dir: string): Promise<{
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGKILL');
       await exited;
+    },
+  };
+}
+
+/** A Redis on a port of its own that a test stops and starts again, keeping its data. */
+export async function restartableRedis(): Promise<{ url: string; start(): Promise<void>; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'cp-redis-'));
+  let server: { stop(): Promise<void> } | null = null;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async start() {
+      server = await startPersistentRedis(port, dir);
+    },
+    async stop() {
+      await server?.stop();
+      server = null;
     },
   };
 }
