@@ -11,11 +11,10 @@ import type {
   CallEventType,
   CallState,
   DisconnectReason,
-  EndedReason,
   TimerName,
 } from '../../machines/call.types.js';
 import type { IncomingEvent, SendResult } from '../../src/calls/call-runtime.js';
-import { CALL_STATES, isFinalState, toSession } from '../../src/calls/session.js';
+import { CALL_STATES, ENDED_REASONS, isFinalState, toSession } from '../../src/calls/session.js';
 import type { CallRecord } from '../../src/calls/store.port.js';
 import { CATEGORY_POLICIES, ERROR_CATEGORIES } from '../../src/errors/policy.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
@@ -32,28 +31,11 @@ import {
   type RoomJson,
   type WebhookEventJson,
 } from '../support/webhook-events.js';
+import { fuzzParameters, fuzzRuns, fuzzRunsGiven, timeoutFor } from './fuzz-budget.js';
 
-// ---- run budget ------------------------------------------------------------------------------
-
-function envInt(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-const FUZZ_SEED = envInt('FUZZ_SEED');
 /** runs per property; the slower HTTP de-duplication property takes 30, or a tenth of FUZZ_RUNS when it is set */
-const FUZZ_RUNS = Math.max(1, envInt('FUZZ_RUNS') ?? 200);
-const DEDUP_RUNS = envInt('FUZZ_RUNS') === undefined ? 30 : Math.max(1, Math.ceil(FUZZ_RUNS / 10));
-
-function fuzzParameters<T>(numRuns: number): fc.Parameters<T> {
-  return { numRuns, ...(FUZZ_SEED === undefined ? {} : { seed: FUZZ_SEED }) };
-}
-
-/** generous: shrinking a failure re-runs the property many times */
-const timeoutFor = (runs: number, msPerRun: number) => Math.max(20_000, runs * msPerRun);
+const FUZZ_RUNS = fuzzRuns(200);
+const DEDUP_RUNS = fuzzRunsGiven() ? Math.max(1, Math.ceil(FUZZ_RUNS / 10)) : 30;
 
 // ---- the vocabulary of the chart -------------------------------------------------------------
 
@@ -77,18 +59,6 @@ const DISCONNECT_REASONS: readonly DisconnectReason[] = [
   'AGENT_ERROR',
 ];
 
-const ENDED_REASONS: readonly EndedReason[] = [
-  'remote_hangup',
-  'agent_hangup',
-  'api_hangup',
-  'transferred',
-  'busy',
-  'no_answer',
-  'declined',
-  'canceled',
-  'max_duration',
-  'room_closed',
-];
 
 const TIMERS = {
   'timer.ring_deadline': 'ring',

@@ -11,26 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceHarness, TEST_API_KEY, type ServiceHarness } from '../support/service-harness.js';
 import { roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
 import { signWebhook } from '../support/webhook-sender.js';
+import { fuzzParameters, fuzzRuns, timeoutFor } from './fuzz-budget.js';
 
-// ---- run budget ------------------------------------------------------------------------------
-
-function envInt(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-const FUZZ_SEED = envInt('FUZZ_SEED');
-const FUZZ_RUNS = Math.max(1, envInt('FUZZ_RUNS') ?? 300);
-
-function fuzzParameters<T>(numRuns: number): fc.Parameters<T> {
-  return { numRuns, ...(FUZZ_SEED === undefined ? {} : { seed: FUZZ_SEED }) };
-}
-
-/** generous: shrinking a failure re-runs the property many times */
-const timeoutFor = (runs: number, msPerRun: number) => Math.max(20_000, runs * msPerRun);
+const FUZZ_RUNS = fuzzRuns(300);
 
 // ---- requests --------------------------------------------------------------------------------
 
