@@ -190,6 +190,16 @@ async function main(): Promise<void> {
   const baselineServer = createServer(baselineApp().callback());
   const ports = { service: await listen(serviceServer), baseline: await listen(baselineServer) };
   const generator = await startGenerator();
+  const shutdown = async (): Promise<void> => {
+    generator.send({ type: 'exit' });
+    await close(serviceServer);
+    await close(baselineServer);
+    await service.close();
+    await service.store.close();
+    await standIn.close();
+    await redis?.stop();
+    await log.close();
+  };
 
   out(`webhook ingest (${store} store): ${calls * EVENTS_PER_CALL} requests per round (${calls} calls x ${EVENTS_PER_CALL} events), ` +
     `${CONNECTIONS} connections, ${pairs} interleaved pairs; service log: ${logPath}`);
@@ -200,14 +210,7 @@ async function main(): Promise<void> {
       const { result } = await round(generator, ports.service, calls);
       out(`  service round ${i + 1}: ${fmtInt((result.requests / result.elapsedMs) * 1000)} req/s`);
     }
-    generator.send({ type: 'exit' });
-    await close(serviceServer);
-    await close(baselineServer);
-    await service.close();
-    await service.store.close();
-    await standIn.close();
-    await redis?.stop();
-    await log.close();
+    await shutdown();
     process.exit(0);
   }
 
@@ -247,14 +250,7 @@ async function main(): Promise<void> {
     }
   }
 
-  generator.send({ type: 'exit' });
-  await close(serviceServer);
-  await close(baselineServer);
-  await service.close();
-  await service.store.close();
-  await standIn.close();
-  await redis?.stop();
-  await log.close();
+  await shutdown();
 
   const pick = (target: IngestRound['target']) => rounds.filter((r) => r.target === target);
   const summary = (list: IngestRound[]) => ({
