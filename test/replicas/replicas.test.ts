@@ -67,7 +67,7 @@ function startReplica(replica: Replica): Promise<void> {
       MAX_CONCURRENT_CALLS: '1000',
       CALLS_PER_SECOND: '1000',
     },
-    log,
+    { output: log },
   );
   replica.child = child;
   return waitForHealth(replica.port);
