@@ -16,7 +16,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createService, type Service } from '../src/service.js';
-import { startLiveKitStandIn } from '../test/support/livekit-standin.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import {
   BENCH_API_KEY,
   BENCH_API_SECRET,

@@ -2,14 +2,14 @@
 // load does not share an event loop with the server under test.
 //
 // Per round (an IPC message from the parent) it builds the webhooks of `calls` fresh inbound calls
-// with the LiveKit builders of test/support, signs every body as LiveKit does, and renders each
+// with the LiveKit builders of dev/, signs every body as LiveKit does, and renders each
 // request to its final bytes; only then does timing start. Each of `connections` workers owns one
 // keep-alive TCP connection and its own calls, and sends each call's five events in order, one
 // request at a time (LiveKit's per-room FIFO). A worker interleaves the calls of a window
 // (event 1 of each, then event 2 of each, ...) so that many calls are live at once.
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { signWebhook, webhookHeaders } from '../test/support/webhook-sender.js';
+import { signWebhook, webhookHeaders } from '../dev/webhook-sender.js';
 import {
   agentParticipant,
   audioTrack,
@@ -18,7 +18,7 @@ import {
   sipParticipant,
   webhookEvents,
   type WebhookEventJson,
-} from '../test/support/webhook-events.js';
+} from '../dev/webhook-events.js';
 
 export interface RoundRequest {
   type: 'round';

@@ -14,7 +14,7 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import type { CallInput } from '../machines/call.types.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
-import { startLiveKitStandIn } from '../test/support/livekit-standin.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import {
   BENCH_API_KEY,
   BENCH_API_SECRET,

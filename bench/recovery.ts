@@ -11,11 +11,11 @@
 import { performance } from 'node:perf_hooks';
 import type { CallInput } from '../machines/call.types.js';
 import type { IncomingEvent } from '../src/calls/call-runtime.js';
-import { redisDeployment } from '../src/deployment.js';
+import { redisDeployment } from '../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
-import { startLiveKitStandIn } from '../test/support/livekit-standin.js';
-import { useRedis } from '../test/support/redis-server.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
+import { useRedis } from '../dev/redis-server.js';
 import { BENCH_API_KEY, BENCH_API_SECRET, benchConfig, fileLogger, finish, fmt, median, out, textTable, verdict } from './common.js';
 
 export interface RecoveryPair {

@@ -188,7 +188,7 @@ if (write) {
     '- **Webhook ingest** (bench/webhook-ingest.ts, bench/load-generator.ts): the service (createService, production logger at `info` writing to a file under the OS temp directory, LiveKit = the stand-in) ' +
       'and the baseline (one Koa route: raw body, `WebhookReceiver.receive(body, authorization)`, 200) listen on loopback in one process; the load generator is a child process with 50 keep-alive ' +
       'connections, each owning its own calls and sending each call\'s events in order (participant_joined SIP, track_published, participant_joined AGENT, participant_left SIP CLIENT_INITIATED, room_finished), ' +
-      'bodies built with test/support/webhook-events.ts and signed as LiveKit signs them before timing starts. Fresh calls every round; one warm-up pair is not counted.',
+      'bodies built with dev/webhook-events.ts and signed as LiveKit signs them before timing starts. Fresh calls every round; one warm-up pair is not counted.',
     '- **Live-call memory** (bench/memory.ts, `--expose-gc`): N inbound calls created through `service.runtime.create` plus a `livekit.agent_joined` each (connected, 4 events of history); ' +
       'heap used after a forced GC minus heap used just before, with the log file drained, divided by N.',
     '- **Control API** (bench/control-api.ts): open-loop `POST /v1/calls` at a fixed rate; service latency = POST sent until the call\'s `call.dialing` event on `service.bus`; ' +

@@ -16,12 +16,12 @@ import { join } from 'node:path';
 import Router from '@koa/router';
 import Koa from 'koa';
 import { WebhookReceiver } from 'livekit-server-sdk';
-import { inboundSessionId } from '../src/calls/webhook-ingest.js';
-import { redisDeployment } from '../src/deployment.js';
+import { inboundSessionId } from '../src/inbound/webhook-ingest.js';
+import { redisDeployment } from '../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createService, type Service } from '../src/service.js';
-import { startLiveKitStandIn } from '../test/support/livekit-standin.js';
-import { useRedis, type RedisHandle } from '../test/support/redis-server.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
+import { useRedis, type RedisHandle } from '../dev/redis-server.js';
 import {
   BENCH_API_KEY,
   BENCH_API_SECRET,

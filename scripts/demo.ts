@@ -9,14 +9,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../src/config.js';
-import { startInspector } from '../src/inspector.js';
+import { startInspector } from '../src/obs/inspector.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createLogger } from '../src/obs/logger.js';
 import { maskDeep, maskPhoneNumbers } from '../src/obs/mask.js';
 import { createService } from '../src/service.js';
-import type { Session } from '../src/calls/session.js';
-import { startLiveKitStandIn } from '../test/support/livekit-standin.js';
-import { agentParticipant, sipParticipant } from '../test/support/webhook-events.js';
+import type { Session } from '../src/http/session.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
+import { agentParticipant, sipParticipant } from '../dev/webhook-events.js';
 
 const DEMO_API_KEY = 'demo-control-api-key';
 const TRUNK_NUMBER = '+3197010206472';

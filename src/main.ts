@@ -3,11 +3,11 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigurationError, describeConfig, loadConfig, readEnvironment, type Config } from './config.js';
-import { startInspector } from './inspector.js';
+import { startInspector } from './obs/inspector.js';
 import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
 import { createLogger } from './obs/logger.js';
 import { createMetrics } from './obs/metrics.js';
-import { redisDeployment } from './deployment.js';
+import { redisDeployment } from './store/redis/backend.js';
 import { createService } from './service.js';
 
 let config: Config;

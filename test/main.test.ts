@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startLiveKitStandIn, type LiveKitStandIn } from './support/livekit-standin.js';
+import { startLiveKitStandIn, type LiveKitStandIn } from '../dev/livekit-standin.js';
 
 let standIn: LiveKitStandIn | null = null;
 afterEach(async () => {

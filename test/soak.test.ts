@@ -5,12 +5,12 @@
 // through, and no actor or timer outlives its call. A second run with a leak injected into the
 // service (support/inject-leak.ts) shows the check fails when the heap does grow with calls.
 import { describe, expect, it } from 'vitest';
-import type { Session } from '../src/calls/session.js';
+import type { Session } from '../src/http/session.js';
 import { connectHeapProbe, inspectorUrl } from './support/heap-probe.js';
-import { startLiveKitStandIn } from './support/livekit-standin.js';
-import { freePort } from './support/redis-server.js';
+import { startLiveKitStandIn } from '../dev/livekit-standin.js';
+import { freePort } from '../dev/redis-server.js';
 import { spawnService } from './support/service-process.js';
-import { agentParticipant, sipParticipant } from './support/webhook-events.js';
+import { agentParticipant, sipParticipant } from '../dev/webhook-events.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 15);
 const LEAK_SECONDS = Math.min(SECONDS, 10);

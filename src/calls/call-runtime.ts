@@ -10,8 +10,8 @@ import type { EventBus } from '../obs/event-bus.js';
 import { logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
-import { isFinalState, publicState } from './session.js';
-import { nextDeadline, VersionConflictError, type CallRecord, type CallStore } from './store.port.js';
+import { isFinalState, publicState } from '../http/session.js';
+import { nextDeadline, VersionConflictError, type CallRecord, type CallStore } from '../store/call-store.port.js';
 import type { Clock, Scheduler } from './timers.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

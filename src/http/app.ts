@@ -3,9 +3,9 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { CallRuntime } from '../calls/call-runtime.js';
-import type { OutboundCalls } from '../calls/outbound.js';
-import type { CallStore } from '../calls/store.port.js';
-import type { WebhookIngest } from '../calls/webhook-ingest.js';
+import type { OutboundCalls } from '../outbound/outbound-calls.js';
+import type { CallStore } from '../store/call-store.port.js';
+import type { WebhookIngest } from '../inbound/webhook-ingest.js';
 import type { Logger } from '../obs/logger.js';
 import type { EventStream } from '../obs/event-stream.js';
 import { metricsRoutes, type Metrics } from '../obs/metrics.js';

@@ -1,9 +1,9 @@
 // The Control API's read side (SPEC §6): list calls, get one, read its event history.
 import Router from '@koa/router';
 import type { CallState, Direction } from '../../machines/call.types.js';
-import { InvalidCursorError } from '../calls/memory.store.js';
-import { CALL_STATES, toSession } from '../calls/session.js';
-import type { CallStore } from '../calls/store.port.js';
+import { InvalidCursorError } from '../store/memory/call.store.js';
+import { CALL_STATES, toSession } from './session.js';
+import type { CallStore } from '../store/call-store.port.js';
 import { pickLanguage } from '../errors/messages.js';
 import { Problem } from './problem.js';
 

@@ -1,7 +1,7 @@
 // Request and response schemas of the Control API (SPEC §6). The routes validate with them and
 // /openapi.json is generated from them, so the documentation cannot drift from the code.
 import { z } from 'zod';
-import { CALL_STATES, ENDED_REASONS } from '../calls/session.js';
+import { CALL_STATES, ENDED_REASONS } from './session.js';
 import { ERROR_CATEGORIES } from '../errors/policy.js';
 
 const END_REASONS = [...ENDED_REASONS, ...ERROR_CATEGORIES] as [string, ...string[]];

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
 import { TokenVerifier, WebhookEvent } from 'livekit-server-sdk';
-import type { WebhookIngest } from '../calls/webhook-ingest.js';
+import type { WebhookIngest } from '../inbound/webhook-ingest.js';
 import { toIncomingWebhook } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics, WebhookOutcome } from '../obs/metrics.js';

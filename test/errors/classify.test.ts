@@ -11,7 +11,7 @@ import {
   maskSensitive,
   type ClassifiedError,
 } from '../../src/errors/classify.js';
-import { startLiveKitStandIn, type LiveKitStandIn } from '../support/livekit-standin.js';
+import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 
 const DIALED = '+31612345678';
 const TRUNK = 'ST_outbound';

@@ -14,8 +14,8 @@ import type {
   TimerName,
 } from '../../machines/call.types.js';
 import type { IncomingEvent, SendResult } from '../../src/calls/call-runtime.js';
-import { CALL_STATES, ENDED_REASONS, isFinalState, toSession } from '../../src/calls/session.js';
-import type { CallRecord } from '../../src/calls/store.port.js';
+import { CALL_STATES, ENDED_REASONS, isFinalState, toSession } from '../../src/http/session.js';
+import type { CallRecord } from '../../src/store/call-store.port.js';
 import { CATEGORY_POLICIES, ERROR_CATEGORIES } from '../../src/errors/policy.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
@@ -30,7 +30,7 @@ import {
   type ParticipantJson,
   type RoomJson,
   type WebhookEventJson,
-} from '../support/webhook-events.js';
+} from '../../dev/webhook-events.js';
 import { fuzzParameters, fuzzRuns, fuzzRunsGiven, timeoutFor } from './fuzz-budget.js';
 
 /** runs per property; the slower HTTP de-duplication property takes 30, or a tenth of FUZZ_RUNS when it is set */

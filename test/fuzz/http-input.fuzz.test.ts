@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServiceHarness, TEST_API_KEY, type ServiceHarness } from '../support/service-harness.js';
-import { roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
-import { signWebhook } from '../support/webhook-sender.js';
+import { roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
+import { signWebhook } from '../../dev/webhook-sender.js';
 import { fuzzParameters, fuzzRuns, timeoutFor } from './fuzz-budget.js';
 
 const FUZZ_RUNS = fuzzRuns(300);

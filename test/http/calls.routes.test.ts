@@ -1,9 +1,9 @@
 // The Control API's read side: GET /v1/calls, /v1/calls/{id}, /v1/calls/{id}/events, and its
 // bearer-key authentication.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import { startServiceHarness, TEST_API_KEY, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
+import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
 
 let h: ServiceHarness;
 afterEach(async () => {

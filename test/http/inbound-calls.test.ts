@@ -2,9 +2,9 @@
 // service over HTTP, exactly as LiveKit would, and the calls are read back through the Control API.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, newId, sipParticipant } from '../support/webhook-events.js';
+import { agentParticipant, newId, sipParticipant } from '../../dev/webhook-events.js';
 
 const CALLER = '+31612345678';
 const TRUNK_NUMBER = '+3197010206472';

@@ -2,9 +2,9 @@
 // timeouts during dials, hang-ups and transfers. Afterwards no session is lost, no call was
 // answered twice, and every call is final. (Runs on both stores.)
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import type { Behaviour, Handler } from '../support/livekit-standin.js';
+import type { Behaviour, Handler } from '../../dev/livekit-standin.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 
 const CALLS = 40;

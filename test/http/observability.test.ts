@@ -1,7 +1,7 @@
 // The event stream and metrics of a running service: SSE clients follow a call live and resume
 // after a reconnect; /metrics counts calls by state and outcome.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 

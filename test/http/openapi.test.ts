@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { routesOf } from '../../src/http/app.js';
 import { EventListSchema, ProblemSchema, SessionListSchema, SessionSchema, StatusSchema, WebhookResultSchema } from '../../src/http/schemas.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
+import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
 
 let h: ServiceHarness;
 beforeEach(async () => {

@@ -2,11 +2,11 @@
 // LiveKit stand-in (CP-02, CP-03, CP-04). Time is the test's: retry back-off, ring and duration
 // deadlines fire when the test advances the clock.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryCallStore } from '../../src/calls/memory.store.js';
-import type { Session } from '../../src/calls/session.js';
+import { MemoryCallStore } from '../../src/store/memory/call.store.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import type { Behaviour } from '../support/livekit-standin.js';
+import type { Behaviour } from '../../dev/livekit-standin.js';
 import type { Env } from '../../src/config.js';
 
 const TO = '+31612345678';

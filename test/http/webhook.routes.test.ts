@@ -1,11 +1,11 @@
 // POST /webhook: every bad input of SPEC §3 gets a clear 4xx and changes nothing; events are
 // applied once, in order, and never reopen a final call.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryCallStore } from '../../src/calls/memory.store.js';
-import { StoreUnavailableError, type CallRecord } from '../../src/calls/store.port.js';
+import { MemoryCallStore } from '../../src/store/memory/call.store.js';
+import { StoreUnavailableError, type CallRecord } from '../../src/store/call-store.port.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { signWebhook, webhookHeaders } from '../support/webhook-sender.js';
+import { signWebhook, webhookHeaders } from '../../dev/webhook-sender.js';
 import {
   agentParticipant,
   roomJson,
@@ -13,7 +13,7 @@ import {
   standardParticipant,
   webhookEvents,
   type WebhookEventJson,
-} from '../support/webhook-events.js';
+} from '../../dev/webhook-events.js';
 
 let h: ServiceHarness;
 afterEach(async () => {

@@ -8,7 +8,7 @@ import { createTestModel } from 'xstate/graph';
 import { callMachine } from '../../machines/call.machine.js';
 import type { CallContext, CallError, CallEvent, CallInput, TimerName } from '../../machines/call.types.js';
 import { createCallLogic } from '../../src/calls/call.logic.js';
-import { publicState } from '../../src/calls/session.js';
+import { publicState } from '../../src/http/session.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
 
 const logic = createCallLogic(() => undefined);

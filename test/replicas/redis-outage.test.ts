@@ -2,11 +2,11 @@
 // LiveKit retries, Control API 503) and changes nothing; when Redis is back it recovers by itself
 // and LiveKit's retry is applied once.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { restartableRedis } from '../support/redis-server.js';
+import { restartableRedis } from '../../dev/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../support/webhook-events.js';
+import { agentParticipant, roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
 
 let redis: Awaited<ReturnType<typeof restartableRedis>> | null = null;
 let h: ServiceHarness | null = null;

@@ -2,10 +2,10 @@
 // 503 during the outage are retried by LiveKit, API clients retry with their Idempotency-Key.
 // Afterwards no session is lost, no call was dialed twice, and every call is final.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
-import { restartableRedis } from '../support/redis-server.js';
+import type { Session } from '../../src/http/session.js';
+import { restartableRedis } from '../../dev/redis-server.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
+import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
 
 const CALLS = 40;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -8,13 +8,13 @@ import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/calls/session.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { startLiveKitStandIn, type LiveKitStandIn } from '../support/livekit-standin.js';
+import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { startLoadBalancer, type LoadBalancer } from '../support/load-balancer.js';
-import { freePort } from '../support/redis-server.js';
+import { freePort } from '../../dev/redis-server.js';
 import { spawnService } from '../support/service-process.js';
-import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
+import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
 
 const CALLS = 200;
 const REPLICAS = 3;

@@ -2,7 +2,7 @@
 // drive calls by events directly (no HTTP).
 import type { CallInput, CallSettings } from '../../machines/call.types.js';
 import { CallRuntime } from '../../src/calls/call-runtime.js';
-import { MemoryCallStore } from '../../src/calls/memory.store.js';
+import { MemoryCallStore } from '../../src/store/memory/call.store.js';
 import { createEventBus } from '../../src/obs/event-bus.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createLogger } from '../../src/obs/logger.js';

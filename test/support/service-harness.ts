@@ -4,19 +4,19 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import type { DialLeases } from '../../src/calls/dial-leases.js';
-import type { CallStore } from '../../src/calls/store.port.js';
+import type { DialLeases } from '../../src/store/dial-leases.port.js';
+import type { CallStore } from '../../src/store/call-store.port.js';
 import { loadConfig, type Config, type Env } from '../../src/config.js';
 import { randomUUID } from 'node:crypto';
-import { redisDeployment } from '../../src/deployment.js';
+import { redisDeployment } from '../../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { createService, type Service } from '../../src/service.js';
-import { startLiveKitStandIn, type LiveKitStandIn } from './livekit-standin.js';
+import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { ManualClock, ManualScheduler } from './manual-time.js';
-import { postWebhook, signWebhook, webhookHeaders } from './webhook-sender.js';
-import type { WebhookEventJson } from './webhook-events.js';
+import { postWebhook, signWebhook, webhookHeaders } from '../../dev/webhook-sender.js';
+import type { WebhookEventJson } from '../../dev/webhook-events.js';
 
 export const TEST_API_KEY = 'test-control-api-key-0001';
 

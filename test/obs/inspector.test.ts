@@ -1,11 +1,11 @@
 // INSPECT=1: the Stately inspector bridge listens on loopback only and never sees a phone number.
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startInspector, type InspectorHandle } from '../src/inspector.js';
-import { createLogger } from '../src/obs/logger.js';
-import { createCallHarness, inboundInput } from './support/call-harness.js';
-import { CallRuntime } from '../src/calls/call-runtime.js';
-import { createEventBus } from '../src/obs/event-bus.js';
+import { startInspector, type InspectorHandle } from '../../src/obs/inspector.js';
+import { createLogger } from '../../src/obs/logger.js';
+import { createCallHarness, inboundInput } from '../support/call-harness.js';
+import { CallRuntime } from '../../src/calls/call-runtime.js';
+import { createEventBus } from '../../src/obs/event-bus.js';
 
 let inspector: InspectorHandle | null = null;
 afterEach(async () => {

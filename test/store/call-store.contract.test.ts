@@ -1,13 +1,13 @@
-// The CallStore contract (src/calls/store.port.ts), run against the embedded store and the Redis
+// The CallStore contract (src/store/call-store.port.ts), run against the embedded store and the Redis
 // store alike, plus what only Redis has: replicas sharing one store, and outages.
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
-import { InvalidCursorError, MemoryCallStore } from '../../src/calls/memory.store.js';
-import { RedisCallStore, type RedisStoreOptions } from '../../src/calls/redis.store.js';
-import { StoreUnavailableError, VersionConflictError, type CallRecord, type CallStore, type StoredResponse } from '../../src/calls/store.port.js';
+import { InvalidCursorError, MemoryCallStore } from '../../src/store/memory/call.store.js';
+import { RedisCallStore, type RedisStoreOptions } from '../../src/store/redis/call.store.js';
+import { StoreUnavailableError, VersionConflictError, type CallRecord, type CallStore, type StoredResponse } from '../../src/store/call-store.port.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { freePort, startRedisOnPort, useRedis, type RedisHandle } from '../support/redis-server.js';
+import { freePort, startRedisOnPort, useRedis, type RedisHandle } from '../../dev/redis-server.js';
 
 const NO_DEADLINES = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null };
 

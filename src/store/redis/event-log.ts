@@ -3,9 +3,9 @@
 // its local EventStream, so an SSE client sees every call's events whichever replica it is
 // connected to, and resumes with Last-Event-ID on any of them.
 import type { Redis } from 'ioredis';
-import type { ObsEnvelope } from './envelope.js';
-import type { EventStream } from './event-stream.js';
-import type { Logger } from './logger.js';
+import type { ObsEnvelope } from '../../obs/envelope.js';
+import type { EventStream } from '../../obs/event-stream.js';
+import type { Logger } from '../../obs/logger.js';
 
 // INCR and XADD in one script, so numbers are gap-free and the stream stays in number order
 // whichever replica appends. Both keys carry the `{events}` hash tag: one slot in a cluster.

@@ -41,10 +41,10 @@
 // a timer (the embedded store keeps one if a final record still carries a deadline).
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { CallState, Direction } from '../../machines/call.types.js';
-import type { ObsEnvelope } from '../obs/envelope.js';
-import { InvalidCursorError } from './memory.store.js';
-import { CALL_STATES, isFinalState } from './session.js';
+import type { CallState, Direction } from '../../../machines/call.types.js';
+import type { ObsEnvelope } from '../../obs/envelope.js';
+import { InvalidCursorError } from '../memory/call.store.js';
+import { CALL_STATES, isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
   StoreUnavailableError,
@@ -57,7 +57,7 @@ import {
   type ListQuery,
   type RoomRef,
   type StoredResponse,
-} from './store.port.js';
+} from '../call-store.port.js';
 
 export interface RedisStoreOptions {
   /** REDIS_URL */

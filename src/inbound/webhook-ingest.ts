@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import type { CallSettings } from '../../machines/call.types.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
-import type { CallRuntime, IncomingEvent } from './call-runtime.js';
-import { SESSION_ATTRIBUTE } from './outbound.js';
-import { VersionConflictError } from './store.port.js';
-import type { CallStore, RoomRef } from './store.port.js';
+import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
+import { SESSION_ATTRIBUTE } from '../outbound/outbound-calls.js';
+import { VersionConflictError } from '../store/call-store.port.js';
+import type { CallStore, RoomRef } from '../store/call-store.port.js';
 
 export type IngestOutcome =
   /** the event changed a call (or created one) */

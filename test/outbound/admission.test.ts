@@ -1,6 +1,6 @@
 // Admission control of outbound dials: concurrency, calls per second, first in first out.
 import { describe, expect, it } from 'vitest';
-import { Admission, MemoryDialQueue } from '../../src/calls/admission.js';
+import { Admission, MemoryDialQueue } from '../../src/outbound/admission.js';
 import { createLogger } from '../../src/obs/logger.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { ManualClock, ManualScheduler } from '../support/manual-time.js';

@@ -1,9 +1,9 @@
 // The embedded store: bounded retention of final calls, bounded webhook de-duplication, and
 // version checks on commit.
 import { describe, expect, it } from 'vitest';
-import { BoundedIdSet, MemoryCallStore } from '../../src/calls/memory.store.js';
-import { VersionConflictError, type CallRecord } from '../../src/calls/store.port.js';
-import type { CallState } from '../../machines/call.types.js';
+import { BoundedIdSet, MemoryCallStore } from '../../../src/store/memory/call.store.js';
+import { VersionConflictError, type CallRecord } from '../../../src/store/call-store.port.js';
+import type { CallState } from '../../../machines/call.types.js';
 
 function record(id: string, state: CallState, version = 1): CallRecord {
   return {

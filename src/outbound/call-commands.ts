@@ -5,13 +5,13 @@ import { classifyError, ConfigError, type ClassifiedError } from '../errors/clas
 import { retryDelayMs } from '../errors/policy.js';
 import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
-import { sipIdentityFor } from './call.logic.js';
-import { SESSION_ATTRIBUTE } from './outbound.js';
-import type { CallRuntime, CommandRunner } from './call-runtime.js';
-import type { DialLeases } from './dial-leases.js';
+import { sipIdentityFor } from '../calls/call.logic.js';
+import { SESSION_ATTRIBUTE } from './outbound-calls.js';
+import type { CallRuntime, CommandRunner } from '../calls/call-runtime.js';
+import type { DialLeases } from '../store/dial-leases.port.js';
 
 const DIAL_LEASE_MS = 15_000;
-import type { CallRecord } from './store.port.js';
+import type { CallRecord } from '../store/call-store.port.js';
 
 export interface OutboundSettings {
   trunkId: string | null;

@@ -1,8 +1,8 @@
 // Placing outbound calls (CP-02): a session in `queued`, admitted to dial when a slot is free.
 import type { CallSettings } from '../../machines/call.types.js';
 import type { Admission } from './admission.js';
-import type { CallRuntime } from './call-runtime.js';
-import { VersionConflictError, type CallRecord, type CallStore } from './store.port.js';
+import type { CallRuntime } from '../calls/call-runtime.js';
+import { VersionConflictError, type CallRecord, type CallStore } from '../store/call-store.port.js';
 
 export interface PlaceCallRequest {
   /** E.164 */

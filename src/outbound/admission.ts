@@ -5,7 +5,7 @@
 // one process, in Redis when replicas share the work.
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { Logger } from '../obs/logger.js';
-import type { Clock, Scheduler } from './timers.js';
+import type { Clock, Scheduler } from '../calls/timers.js';
 
 export interface AdmissionLimits {
   maxConcurrent: number;

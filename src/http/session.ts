@@ -1,7 +1,7 @@
 // The session object of the Control API (SPEC §6), projected from a call's stored record.
 import type { CallContext, CallState, Direction, EndedReason, EndReason, ErrorCategory } from '../../machines/call.types.js';
 import { userMessage, type Language } from '../errors/messages.js';
-import type { CallRecord } from './store.port.js';
+import type { CallRecord } from '../store/call-store.port.js';
 
 export const CALL_STATES: readonly CallState[] = [
   'queued',

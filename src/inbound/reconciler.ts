@@ -12,11 +12,11 @@ import type { CallError } from '../../machines/call.types.js';
 import { classifyError } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
-import type { Admission } from './admission.js';
-import type { CallRuntime } from './call-runtime.js';
-import type { DialLeases } from './dial-leases.js';
-import { isFinalState } from './session.js';
-import type { CallRecord, CallStore } from './store.port.js';
+import type { Admission } from '../outbound/admission.js';
+import type { CallRuntime } from '../calls/call-runtime.js';
+import type { DialLeases } from '../store/dial-leases.port.js';
+import { isFinalState } from '../http/session.js';
+import type { CallRecord, CallStore } from '../store/call-store.port.js';
 
 export interface ReconcilerOptions {
   runtime: CallRuntime;

@@ -13,8 +13,8 @@ import {
   WebhookEvent,
   WebhookReceiver,
 } from 'livekit-server-sdk';
-import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from './livekit-standin.js';
-import { createWebhookSender, postWebhook, signWebhook, webhookHeaders, type WebhookSender } from './webhook-sender.js';
+import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
+import { createWebhookSender, postWebhook, signWebhook, webhookHeaders, type WebhookSender } from '../../dev/webhook-sender.js';
 import {
   agentParticipant,
   roomJson,
@@ -22,7 +22,7 @@ import {
   standardParticipant,
   webhookEvents,
   type WebhookEventJson,
-} from './webhook-events.js';
+} from '../../dev/webhook-events.js';
 
 // ---------------------------------------------------------------------------------------------
 // fixtures

@@ -1,8 +1,8 @@
 // Which dials are in flight. The replica placing a dial holds a short, renewed lease on it; a
 // call in `dialing` with no lease lost its dial with a replica, and reconciliation asks LiveKit
 // what became of it instead of dialing again blindly (SPEC §8).
-import type { RedisCallStore } from './redis.store.js';
-import type { Clock } from './timers.js';
+import type { RedisCallStore } from './redis/call.store.js';
+import type { Clock } from '../calls/timers.js';
 
 export interface DialLeases {
   hold(sessionId: string, ttlMs: number): Promise<void>;

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { createWebSocketInspector } from '@statelyai/inspect';
 import type { InspectionEvent } from 'xstate';
 import { WebSocket, WebSocketServer } from 'ws';
-import { maskDeep } from './obs/mask.js';
-import type { Logger } from './obs/logger.js';
+import { maskDeep } from './mask.js';
+import type { Logger } from './logger.js';
 
 const LOOPBACK = '127.0.0.1';
 const REPLAYED_EVENTS = 200;

@@ -2,12 +2,12 @@
 // webhook end as room_closed; a dial lost with its replica is resolved from LiveKit, never
 // repeated blindly.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryDialLeases } from '../../src/calls/dial-leases.js';
-import type { Session } from '../../src/calls/session.js';
+import { MemoryDialLeases } from '../../src/store/dial-leases.port.js';
+import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { ManualClock } from '../support/manual-time.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
-import { agentParticipant, sipParticipant } from '../support/webhook-events.js';
+import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
 
 let h: ServiceHarness;
 afterEach(async () => {

@@ -1,12 +1,12 @@
 // What the service runs on: the embedded in-memory store for one process, or, with REDIS_URL,
 // Redis shared by any number of replicas (SPEC §8).
-import { RedisDialQueue } from './calls/redis-dial-queue.js';
-import { RedisDialLeases } from './calls/dial-leases.js';
-import { RedisCallStore } from './calls/redis.store.js';
-import type { Config } from './config.js';
-import type { Logger } from './obs/logger.js';
-import { RedisEventLog } from './obs/redis-event-log.js';
-import type { ServiceDeps } from './service.js';
+import { RedisDialQueue } from './dial-queue.js';
+import { RedisDialLeases } from '../dial-leases.port.js';
+import { RedisCallStore } from './call.store.js';
+import type { Config } from '../../config.js';
+import type { Logger } from '../../obs/logger.js';
+import { RedisEventLog } from './event-log.js';
+import type { ServiceDeps } from '../../service.js';
 
 /** How long a webhook id is remembered in Redis: LiveKit gives up on an event after about 30 s. */
 const WEBHOOK_DEDUP_TTL_MS = 60 * 60 * 1000;

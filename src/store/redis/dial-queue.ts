@@ -2,8 +2,8 @@
 // (a set) and the calls-per-second bucket (a hash), all under the `{dial}` hash tag so one script
 // can take a call atomically, also in a Redis Cluster. Redis's own clock drives the bucket, so
 // replicas with skewed clocks agree.
-import type { AdmissionLimits, DialQueue, TakeResult } from './admission.js';
-import type { RedisCallStore } from './redis.store.js';
+import type { AdmissionLimits, DialQueue, TakeResult } from '../../outbound/admission.js';
+import type { RedisCallStore } from './call.store.js';
 
 const TAKE = `
 local queue, active, bucket = KEYS[1], KEYS[2], KEYS[3]
