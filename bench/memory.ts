@@ -11,6 +11,7 @@
 // agent_joined pairs spread over all live calls) is then measured interleaved across the sizes,
 // each repetition in the same order, and compared with the smallest size.
 import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { randomUUID } from 'node:crypto';
 import type { CallInput } from '../machines/call.types.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
@@ -107,7 +108,7 @@ async function populate(service: Service, size: number, settings: CallInput['set
   for (let start = 0; start < size; start += BATCH) {
     const batch: Promise<void>[] = [];
     for (let i = start; i < Math.min(size, start + BATCH); i += 1) {
-      const id = service.runtime.newId();
+      const id = randomUUID();
       ids.push(id);
       batch.push(
         (async () => {

@@ -9,9 +9,10 @@
 //
 //   tsx bench/recovery.ts [--calls 10000] [--pairs 4]
 import { performance } from 'node:perf_hooks';
+import { randomUUID } from 'node:crypto';
 import type { CallInput } from '../machines/call.types.js';
 import type { IncomingEvent } from '../src/calls/call-runtime.js';
-import { redisDeployment } from '../src/store/redis/backend.js';
+import { createRedisBackend } from '../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
@@ -58,8 +59,8 @@ async function main(): Promise<void> {
   out(`recovery (Redis): ${calls} live connected calls, ${pairs} pairs of warm / cold rounds (one event per call each)`);
 
   const start = (): Service => {
-    const deployment = redisDeployment(config, log.logger, { keyPrefix });
-    return createService({ config, logger: log.logger, livekit: createLiveKitAdapter(config.livekit), ...deployment });
+    const backend = createRedisBackend(config, log.logger, { keyPrefix });
+    return createService({ config, logger: log.logger, livekit: createLiveKitAdapter(config.livekit), backend });
   };
   const stop = async (service: Service): Promise<void> => {
     await service.close();
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
   for (let startAt = 0; startAt < calls; startAt += BATCH) {
     const batch: Promise<void>[] = [];
     for (let i = startAt; i < Math.min(calls, startAt + BATCH); i += 1) {
-      const id = service.runtime.newId();
+      const id = randomUUID();
       ids.push(id);
       const caller = `+3164${String(i).padStart(7, '0')}`;
       const input: Omit<CallInput, 'at'> = {

@@ -172,7 +172,6 @@ export const callMachine = setup({
               guard: { type: 'deadlineReached', params: { timer: 'ring' } },
               target: '#call-v1.ended',
               actions: [
-                { type: 'command', params: { command: 'abortDial' } },
                 { type: 'command', params: { command: 'hangUp' } },
                 { type: 'endWith', params: { reason: 'no_answer' } },
               ],
@@ -193,7 +192,6 @@ export const callMachine = setup({
         'api.hangup': {
           target: 'ended',
           actions: [
-            { type: 'command', params: { command: 'abortDial' } },
             { type: 'command', params: { command: 'hangUp' } },
             { type: 'endWith', params: { reason: 'canceled' } },
           ],

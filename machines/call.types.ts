@@ -239,4 +239,4 @@ export type ObsEventName =
   | 'call.retry_scheduled';
 
 /** Effects the chart asks the runtime to carry out after a transition is stored. */
-export type CallCommand = 'dial' | 'hangUp' | 'transfer' | 'abortDial';
+export type CallCommand = 'dial' | 'hangUp' | 'transfer';

@@ -1,4 +1,4 @@
-// The production entry point (`npm start`): config → logger → LiveKit → service → listen.
+// The production entry point (`npm start`): config → logger → backend → LiveKit → service → listen.
 // SIGTERM/SIGINT stop taking requests, let in-flight events finish, then exit.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +7,9 @@ import { startInspector } from './obs/inspector.js';
 import { createLiveKitAdapter } from './livekit/livekit.adapter.js';
 import { createLogger } from './obs/logger.js';
 import { createMetrics } from './obs/metrics.js';
-import { redisDeployment } from './store/redis/backend.js';
+import { systemClock } from './calls/timers.js';
+import { createMemoryBackend } from './store/memory/backend.js';
+import { createRedisBackend } from './store/redis/backend.js';
 import { createService } from './service.js';
 
 let config: Config;
@@ -22,7 +24,8 @@ try {
 }
 
 const logger = createLogger({ level: config.logLevel });
-const deployment = config.redisUrl ? redisDeployment(config, logger) : {};
+// One process keeps everything in memory; with REDIS_URL, replicas share Redis.
+const backend = config.redisUrl ? createRedisBackend(config, logger) : createMemoryBackend(config, systemClock);
 
 const inspector = config.inspect.enabled ? await startInspector(config.inspect.port, logger) : null;
 const service = createService({
@@ -31,7 +34,7 @@ const service = createService({
   livekit: createLiveKitAdapter({ ...config.livekit }),
   inspect: inspector?.inspect,
   metrics: createMetrics(),
-  ...deployment,
+  backend,
 });
 if (config.controlApiKeys.length === 0) {
   logger.warn('CONTROL_API_KEYS is empty: the Control API answers 401 to every request');
@@ -53,7 +56,7 @@ async function shutdown(signal: string): Promise<void> {
   server.close();
   server.closeIdleConnections();
   await service.close();
-  await service.store.close();
+  await backend.close();
   await inspector?.stop();
   logger.info('stopped');
   logger.flush();

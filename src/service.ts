@@ -4,14 +4,14 @@ import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { InspectionEvent } from 'xstate';
 import type { CallSettings } from '../machines/call.types.js';
-import { Admission, MemoryDialQueue, type DialQueue } from './outbound/admission.js';
+import { Admission } from './outbound/admission.js';
 import { createCommandRunner } from './outbound/call-commands.js';
-import { MemoryDialLeases, type DialLeases } from './store/dial-leases.port.js';
 import { createReconciler, type Reconciler } from './inbound/reconciler.js';
 import { CallRuntime } from './calls/call-runtime.js';
-import { MemoryCallStore } from './store/memory/call.store.js';
 import { createOutboundCalls } from './outbound/outbound-calls.js';
+import type { Backend } from './store/backend.js';
 import type { CallStore } from './store/call-store.port.js';
+import { createMemoryBackend } from './store/memory/backend.js';
 import { createTimerScheduler, systemClock, type Clock, type Scheduler } from './calls/timers.js';
 import { createWebhookIngest } from './inbound/webhook-ingest.js';
 import type { Config } from './config.js';
@@ -19,7 +19,6 @@ import { createApp } from './http/app.js';
 import type { LiveKitPort } from './livekit/livekit.port.js';
 import { createEventBus, type EventBus } from './obs/event-bus.js';
 import { EventStream } from './obs/event-stream.js';
-import type { RedisEventLog } from './store/redis/event-log.js';
 import { createMetrics, instrumentLiveKit, type Metrics } from './obs/metrics.js';
 import type { Logger } from './obs/logger.js';
 
@@ -27,20 +26,13 @@ export interface ServiceDeps {
   config: Config;
   logger: Logger;
   livekit: LiveKitPort;
-  store?: CallStore;
+  /** where state lives: the embedded memory backend unless given (main.ts passes Redis with REDIS_URL) */
+  backend?: Backend;
   clock?: Clock;
   scheduler?: Scheduler;
   newId?: () => string;
   random?: () => number;
   inspect?: (event: InspectionEvent) => void;
-  /**
-   * What replicas share besides the store (with REDIS_URL): admission state, dial leases and the
-   * event log behind every replica's event stream. Timers are then also polled from the store, so
-   * a deadline armed by a replica that died still fires.
-   */
-  shared?: { dialQueue: DialQueue; dialLeases: DialLeases; eventLog: RedisEventLog };
-  /** dial leases of a single process, when a test wants to hold or drop them */
-  dialLeases?: DialLeases;
   /** defaults to metrics without process collectors (main.ts passes one with them) */
   metrics?: Metrics;
 }
@@ -63,9 +55,7 @@ export interface Service {
   close(): Promise<void>;
 }
 
-const ADMISSION_POLL_MS = 250;
 const SHUTDOWN_COMMAND_WAIT_MS = 5000;
-const TIMER_POLL_MS = 250;
 const TIMER_CLAIM_LIMIT = 200;
 /** a claimed timer comes back to any replica after this if its call was not moved on */
 const TIMER_LEASE_MS = 10_000;
@@ -83,36 +73,32 @@ export function callSettings(config: Config): CallSettings {
 export function createService(deps: ServiceDeps): Service {
   const { config, logger } = deps;
   const clock = deps.clock ?? systemClock;
-  const store =
-    deps.store ??
-    new MemoryCallStore({
-      retentionMs: config.retention.finalCallsS * 1000,
-      maxFinalCalls: config.retention.maxFinalCalls,
-      webhookDedupSize: config.webhook.dedupSize,
-      maxEventsPerCall: config.retention.maxEventsPerCall,
-      now: () => clock.now(),
-    });
+  const backend = deps.backend ?? createMemoryBackend(config, clock);
+  const { store, replicas } = backend;
   const bus = createEventBus((err) => logger.error({ err }, 'event stream subscriber failed'));
   const metrics = deps.metrics ?? createMetrics({ collectDefault: false });
   bus.subscribe((envelope) => metrics.observe(envelope));
   const livekit = instrumentLiveKit(deps.livekit, metrics);
-  const shared = deps.shared;
-  const stream = new EventStream(shared ? null : bus, { bufferSize: config.events.bufferSize });
-  if (shared) void shared.eventLog.follow(stream, config.events.bufferSize);
+  const stream = new EventStream(null, { bufferSize: config.events.bufferSize });
+  void backend.eventLog.follow(stream, config.events.bufferSize);
   const scheduler = deps.scheduler ?? createTimerScheduler(clock);
+  const newId = deps.newId ?? randomUUID;
   const runtime = new CallRuntime({
     store,
     bus,
     logger,
     clock,
     scheduler,
-    newId: deps.newId ?? randomUUID,
+    newId,
+    // The command runner sends its results back to the runtime: it is made below, with the runtime.
+    commands: (command, record) => commands(command, record),
     inspect: deps.inspect,
-    afterCommit: shared ? (envelopes) => shared.eventLog.append(envelopes) : undefined,
+    afterCommit: (envelopes) => backend.eventLog.append(envelopes),
   });
-  const leases = shared?.dialLeases ?? deps.dialLeases ?? new MemoryDialLeases(clock);
+  const leases = backend.dialLeases;
   const commands = createCommandRunner({
-    runtime,
+    calls: runtime,
+    clock,
     livekit,
     leases,
     logger,
@@ -124,11 +110,10 @@ export function createService(deps: ServiceDeps): Service {
       retryMaxMs: config.calls.retryMaxMs,
     },
   });
-  runtime.setCommandRunner(commands);
   const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
   const admission = new Admission({
-    queue: shared?.dialQueue ?? new MemoryDialQueue(clock),
-    pollMs: shared ? ADMISSION_POLL_MS : undefined,
+    queue: backend.dialQueue,
+    pollMs: replicas?.admissionPollMs,
     maxConcurrent: config.outbound.maxConcurrentCalls,
     callsPerSecond: config.outbound.callsPerSecond,
     maxQueued: config.outbound.maxQueuedCalls,
@@ -140,6 +125,7 @@ export function createService(deps: ServiceDeps): Service {
   bus.subscribe((envelope) => admission.observe(envelope));
   const reconciler = createReconciler({
     runtime,
+    clock,
     admission,
     store,
     livekit,
@@ -149,6 +135,7 @@ export function createService(deps: ServiceDeps): Service {
   });
   const outbound = createOutboundCalls({
     runtime,
+    newId,
     store,
     admission,
     settings: callSettings(config),
@@ -173,26 +160,12 @@ export function createService(deps: ServiceDeps): Service {
   });
 
   // A replica that died leaves its armed timers behind: every replica takes due ones from the store.
-  let timerPoll: NodeJS.Timeout | null = null;
-  if (shared) {
-    let polling = false;
-    timerPoll = setInterval(() => {
-      if (polling) return;
-      polling = true;
-      store
-        .claimDueTimers(clock.now(), TIMER_CLAIM_LIMIT, TIMER_LEASE_MS)
-        .then((ids) => Promise.all(ids.map((id) => runtime.fireDue(id))))
-        .catch((err: unknown) => logger.warn({ err }, 'due timers could not be taken from the store; retrying'))
-        .finally(() => {
-          polling = false;
-        });
-    }, TIMER_POLL_MS);
-    timerPoll.unref();
-  }
+  const timerPoll = replicas ? pollDueTimers(store, runtime, clock, logger, replicas.timerPollMs) : null;
 
   metrics.watchRuntime(() => ({ liveActors: runtime.liveCount, armedTimers: scheduler.size }));
 
   const settled = async ({ commands: withCommands = true } = {}): Promise<void> => {
+    await ingest.idle();
     await runtime.idle();
     await admission.idle();
     await runtime.idle();
@@ -213,15 +186,33 @@ export function createService(deps: ServiceDeps): Service {
       // Open event streams never go idle: end them so the HTTP server can close.
       stream.close();
       if (timerPoll) clearInterval(timerPoll);
-      await shared?.eventLog.stop();
+      await backend.eventLog.stop();
       reconciler.stop();
       admission.stop();
       // Events already taken are applied; a dial may ring for a minute, so it is handed over
       // (with a shared store) rather than waited for.
+      await ingest.idle();
       await runtime.idle();
-      if (shared) await commands.handOver(SHUTDOWN_COMMAND_WAIT_MS);
+      if (replicas) await commands.handOver(SHUTDOWN_COMMAND_WAIT_MS);
       else await commands.inFlight();
       await runtime.stop();
     },
   };
+}
+
+function pollDueTimers(store: CallStore, runtime: CallRuntime, clock: Clock, logger: Logger, everyMs: number): NodeJS.Timeout {
+  let polling = false;
+  const poll = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    store
+      .claimDueTimers(clock.now(), TIMER_CLAIM_LIMIT, TIMER_LEASE_MS)
+      .then((ids) => Promise.all(ids.map((id) => runtime.fireDue(id))))
+      .catch((err: unknown) => logger.warn({ err }, 'due timers could not be taken from the store; retrying'))
+      .finally(() => {
+        polling = false;
+      });
+  }, everyMs);
+  poll.unref();
+  return poll;
 }

@@ -7,11 +7,12 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import type { CallEvent, CallInput, TimerName } from '../../machines/call.types.js';
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { EventBus } from '../obs/event-bus.js';
-import { logObsEvent, type Logger } from '../obs/logger.js';
+import { callLogger, logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { isFinalState, publicState } from '../http/session.js';
-import { nextDeadline, VersionConflictError, type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { nextDeadline, type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { VersionConflictError } from '../store/errors.js';
 import type { Clock, Scheduler } from './timers.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -33,7 +34,10 @@ export type SendResult =
   | { outcome: 'ignored'; record: CallRecord }
   | { outcome: 'not_found' };
 
-/** Carries out a chart command for a call; results come back through `runtime.send`. */
+/**
+ * Carries out a chart command for a call (LiveKit I/O); its result comes back as an event sent
+ * to the call. The runtime calls it once the transition that asked for it is stored.
+ */
 export type CommandRunner = (command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord) => void;
 
 export interface CallRuntimeOptions {
@@ -42,7 +46,10 @@ export interface CallRuntimeOptions {
   logger: Logger;
   clock: Clock;
   scheduler: Scheduler;
+  /** ids of OBS-00 events */
   newId: () => string;
+  /** where the chart's commands go (src/outbound/call-commands.ts in the service) */
+  commands: CommandRunner;
   /** attach the Stately inspector to every actor */
   inspect?: (event: InspectionEvent) => void;
   /**
@@ -50,6 +57,11 @@ export interface CallRuntimeOptions {
    * (the shared event log of several replicas). A failure is logged: the commit stands.
    */
   afterCommit?: (envelopes: readonly ObsEnvelope[]) => Promise<unknown>;
+}
+
+/** What the carriers of LiveKit I/O need of the runtime: a way to tell a call what happened. */
+export interface CallEvents {
+  send(sessionId: string, event: IncomingEvent): Promise<SendResult>;
 }
 
 /** An action or guard of the chart threw: a defect, reported without taking the process down. */
@@ -63,6 +75,8 @@ export class CallLogicError extends Error {
 interface LiveCall {
   actor: Actor<CallLogic>;
   record: CallRecord;
+  /** the service's logger with this call's `session_id` */
+  logger: Logger;
   /** set when the actor reported an error */
   failure: unknown;
 }
@@ -78,33 +92,19 @@ const TIMER_EVENTS = {
 const TIMER_RETRY_MS = 1000;
 const MAX_CONFLICT_RETRIES = 3;
 
-export class CallRuntime {
+export class CallRuntime implements CallEvents {
   private readonly live = new Map<string, LiveCall>();
   private readonly lanes = new KeyedQueue();
   private readonly logic: CallLogic;
   /** effects of the transition being taken, by session id; filled synchronously during send */
   private capture: { sessionId: string; effects: CallEffect[] } | null = null;
-  private commandRunner: CommandRunner = () => undefined;
   private stopped = false;
 
   constructor(private readonly options: CallRuntimeOptions) {
     this.logic = createCallLogic((sessionId, effect) => {
       if (this.capture?.sessionId === sessionId) this.capture.effects.push(effect);
-      else this.options.logger.error({ session_id: sessionId, effect: effect.kind }, 'call effect outside a transition was dropped');
+      else callLogger(this.options.logger, sessionId).error({ effect: effect.kind }, 'call effect outside a transition was dropped');
     });
-  }
-
-  /** Wires the carrier of chart commands (LiveKit I/O); separate because it calls back into the runtime. */
-  setCommandRunner(runner: CommandRunner): void {
-    this.commandRunner = runner;
-  }
-
-  now(): number {
-    return this.options.clock.now();
-  }
-
-  newId(): string {
-    return this.options.newId();
   }
 
   /**
@@ -113,7 +113,7 @@ export class CallRuntime {
    */
   async create(input: Omit<CallInput, 'at'> & { at?: number }, webhookId?: string): Promise<CallRecord> {
     return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
-      const full: CallInput = { ...input, at: input.at ?? this.now() };
+      const full: CallInput = { ...input, at: input.at ?? this.options.clock.now() };
       const live = this.spawn({ input: full });
       const effects = this.collect(input.sessionId, () => live.actor.start());
       const blank: CallRecord = {
@@ -132,11 +132,6 @@ export class CallRuntime {
   /** Applies one event to a call, in arrival order with every other event of the call. */
   send(sessionId: string, event: IncomingEvent): Promise<SendResult> {
     return this.lanes.run(sessionId, () => this.applyLocked(sessionId, event));
-  }
-
-  /** Runs `task` in the queue of `key` (webhooks serialize per room while they route). */
-  serialize<T>(key: string, task: () => Promise<T>): Promise<T> {
-    return this.lanes.run(key, task);
   }
 
   /** Resolves once every queued event of every call has been applied. */
@@ -165,9 +160,11 @@ export class CallRuntime {
         ? createActor(this.logic, { input: init.input, inspect: this.options.inspect })
         : // The input is unused when a snapshot is given: the context comes from the snapshot.
           createActor(this.logic, { snapshot: init.record.snapshot as never, input: init.record.context as never, inspect: this.options.inspect });
+    const sessionId = 'input' in init ? init.input.sessionId : init.record.id;
     const live: LiveCall = {
       actor,
       record: 'record' in init ? init.record : (undefined as unknown as CallRecord),
+      logger: callLogger(this.options.logger, sessionId),
       failure: undefined,
     };
     // Without an error subscriber xstate rethrows on a timer and the process dies.
@@ -226,7 +223,7 @@ export class CallRuntime {
     const live = loaded;
     const { webhookId, ...rest } = incoming;
     if (webhookId && live.record.webhookIds.includes(webhookId)) return { outcome: 'ignored', record: live.record };
-    const event = { ...rest, at: incoming.at ?? this.now() } as CallEvent;
+    const event = { ...rest, at: incoming.at ?? this.options.clock.now() } as CallEvent;
     const before = live.actor.getSnapshot();
     if (before.status !== 'active') return { outcome: 'ignored', record: live.record };
     let effects: CallEffect[];
@@ -253,7 +250,7 @@ export class CallRuntime {
     }
     const snapshot = live.actor.getSnapshot();
     const state = publicState(snapshot.value);
-    const ts = new Date(this.now()).toISOString();
+    const ts = new Date(this.options.clock.now()).toISOString();
     const envelopes: ObsEnvelope[] = [];
     for (const effect of effects) {
       if (effect.kind !== 'emit') continue;
@@ -292,7 +289,7 @@ export class CallRuntime {
     }
     if (this.options.afterCommit && envelopes.length > 0) {
       await this.options.afterCommit(envelopes).catch((err: unknown) =>
-        this.options.logger.error({ err, session_id: id }, 'committed events could not be added to the shared event log'),
+        live.logger.error({ err }, 'committed events could not be added to the event log'),
       );
     }
     if (isFinalState(state)) {
@@ -302,16 +299,16 @@ export class CallRuntime {
       this.armTimer(record);
     }
     for (const effect of effects) {
-      if (effect.kind === 'command') this.runCommand(effect.command, record);
+      if (effect.kind === 'command') this.runCommand(effect.command, record, live.logger);
     }
     return { outcome: 'applied', record, events: envelopes };
   }
 
-  private runCommand(command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord): void {
+  private runCommand(command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord, logger: Logger): void {
     try {
-      this.commandRunner(command, record);
+      this.options.commands(command, record);
     } catch (err) {
-      this.options.logger.error({ err, session_id: record.id, command }, 'call command failed to start');
+      logger.error({ err, command }, 'call command failed to start');
     }
   }
 
@@ -330,7 +327,7 @@ export class CallRuntime {
     return this.lanes.run(sessionId, async () => {
       const record = await this.options.store.get(sessionId);
       if (!record || isFinalState(record.state)) return;
-      const now = this.now();
+      const now = this.options.clock.now();
       const due = (Object.entries(record.context.deadlines) as [TimerName, number | null][])
         .filter((entry): entry is [TimerName, number] => entry[1] !== null && entry[1] <= now)
         .sort((a, b) => a[1] - b[1]);
@@ -358,8 +355,8 @@ export class CallRuntime {
     const fire = (): void => {
       this.fireDue(record.id).catch((err: unknown) => {
         // The store could not take the change: try again shortly rather than lose the deadline.
-        this.options.logger.error({ err, session_id: record.id }, 'timer event could not be applied; retrying');
-        if (!this.stopped) this.options.scheduler.schedule(record.id, this.now() + TIMER_RETRY_MS, fire);
+        callLogger(this.options.logger, record.id).error({ err }, 'timer event could not be applied; retrying');
+        if (!this.stopped) this.options.scheduler.schedule(record.id, this.options.clock.now() + TIMER_RETRY_MS, fire);
       });
     };
     this.options.scheduler.schedule(record.id, at, fire);

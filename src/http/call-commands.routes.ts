@@ -79,7 +79,7 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
       const fingerprint = sha256(JSON.stringify(request));
       const claim = await store.claimIdempotencyKey(key, {
         fingerprint,
-        sessionId: runtime.newId(),
+        sessionId: outbound.newSessionId(),
         leaseMs: IN_FLIGHT_LEASE_MS,
         ttlMs: IDEMPOTENCY_TTL_MS,
       });

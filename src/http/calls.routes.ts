@@ -1,7 +1,7 @@
 // The Control API's read side (SPEC §6): list calls, get one, read its event history.
 import Router from '@koa/router';
 import type { CallState, Direction } from '../../machines/call.types.js';
-import { InvalidCursorError } from '../store/memory/call.store.js';
+import { InvalidCursorError } from '../store/errors.js';
 import { CALL_STATES, toSession } from './session.js';
 import type { CallStore } from '../store/call-store.port.js';
 import { pickLanguage } from '../errors/messages.js';

@@ -1,6 +1,6 @@
 // RFC 9457 problem details: every error of the service, with a stable `code` clients branch on.
 import type { Context, Next } from 'koa';
-import { StoreUnavailableError } from '../store/call-store.port.js';
+import { StoreUnavailableError } from '../store/errors.js';
 import type { Logger } from '../obs/logger.js';
 
 export class Problem extends Error {

@@ -14,12 +14,14 @@ import type { LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
 import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
+import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
 import { isFinalState } from '../http/session.js';
 import type { CallRecord, CallStore } from '../store/call-store.port.js';
 
 export interface ReconcilerOptions {
   runtime: CallRuntime;
+  clock: Clock;
   admission: Admission;
   store: CallStore;
   livekit: LiveKitPort;
@@ -47,7 +49,7 @@ const LOST_DIAL: CallError = {
 };
 
 export function createReconciler(options: ReconcilerOptions) {
-  const { runtime, store, livekit, leases, logger } = options;
+  const { runtime, clock, store, livekit, leases, logger } = options;
   const settleMs = options.settleMs ?? 10_000;
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<ReconcileReport> | null = null;
@@ -56,7 +58,7 @@ export function createReconciler(options: ReconcilerOptions) {
     const { context } = record;
     // In back-off there is no dial; a fresh dial may not have taken its lease yet.
     if (context.deadlines.retry !== null || context.dialStartedAt === null) return;
-    if (runtime.now() - context.dialStartedAt < settleMs || (await leases.held(record.id))) return;
+    if (clock.now() - context.dialStartedAt < settleMs || (await leases.held(record.id))) return;
     const participants = await livekit.listParticipants(context.roomName).catch((err: unknown) => {
       if (classifyError(err, 'lookup').category === 'config_error') return []; // no such room
       throw err;
@@ -71,7 +73,7 @@ export function createReconciler(options: ReconcilerOptions) {
       });
       report.dialsResolved++;
     } else if (!leg) {
-      await runtime.send(record.id, { type: 'dial.failed', attempt: context.attempt, error: LOST_DIAL, retryAt: runtime.now() });
+      await runtime.send(record.id, { type: 'dial.failed', attempt: context.attempt, error: LOST_DIAL, retryAt: clock.now() });
       report.dialsResolved++;
     }
   }
@@ -80,7 +82,7 @@ export function createReconciler(options: ReconcilerOptions) {
     const report: ReconcileReport = { checked: 0, ended: 0, dialsResolved: 0 };
     const ids = await store.liveCallIds(options.limit ?? 10_000);
     if (ids.length === 0) return report;
-    const listedAt = runtime.now();
+    const listedAt = clock.now();
     const rooms = new Set((await livekit.listRooms()).map((room) => room.name));
     for (const id of ids) {
       const record = await store.get(id);

@@ -6,8 +6,9 @@ import type { CallSettings } from '../../machines/call.types.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
+import { KeyedQueue } from '../calls/keyed-queue.js';
 import { SESSION_ATTRIBUTE } from '../outbound/outbound-calls.js';
-import { VersionConflictError } from '../store/call-store.port.js';
+import { VersionConflictError } from '../store/errors.js';
 import type { CallStore, RoomRef } from '../store/call-store.port.js';
 
 export type IngestOutcome =
@@ -125,18 +126,22 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     return { outcome: 'ignored', sessionId: null };
   }
 
+  /** LiveKit delivers a room's events one at a time; so does the plane, across requests. */
+  const rooms = new KeyedQueue();
+
   return {
     async ingest(webhook: IncomingWebhook): Promise<IngestResult> {
       const room = webhook.room;
       if (!room) return { outcome: 'ignored', sessionId: null };
-      // LiveKit delivers a room's events one at a time; so does the plane, across requests.
-      return runtime.serialize(`room:${room.name}`, async () => {
+      return rooms.run(room.name, async () => {
         if (webhook.id && (await store.seenWebhook(webhook.id))) return { outcome: 'duplicate', sessionId: null };
         const result = await route(webhook, room);
         if (webhook.id) await store.rememberWebhook(webhook.id);
         return result;
       });
     },
+    /** Resolves once every webhook taken has been handled. */
+    idle: () => rooms.idle(),
   };
 }
 

@@ -61,6 +61,11 @@ export function createLogger(options: LoggerOptions): Logger {
 }
 
 /** One pino line per OBS-00 event; the envelope's fields are the line's top-level fields. */
+/** The logger of one call: every line it writes carries the call's `session_id`. */
+export function callLogger(logger: Logger, sessionId: string): Logger {
+  return logger.child({ session_id: sessionId });
+}
+
 export function logObsEvent(logger: Logger, envelope: ObsEnvelope): void {
   logger.info(envelope, envelope.event);
 }

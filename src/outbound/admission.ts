@@ -6,77 +6,7 @@
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { Logger } from '../obs/logger.js';
 import type { Clock, Scheduler } from '../calls/timers.js';
-
-export interface AdmissionLimits {
-  maxConcurrent: number;
-  callsPerSecond: number;
-}
-
-export type TakeResult = { id: string } | { waitMs: number } | null;
-
-/** The shared state of admission. Every operation is atomic. */
-export interface DialQueue {
-  push(id: string): Promise<void>;
-  /** calls waiting */
-  size(): Promise<number>;
-  /** The next waiting call, if a slot and a token are free (it then holds the slot); how long to wait for a token; or null. */
-  take(limits: AdmissionLimits): Promise<TakeResult>;
-  /** Frees the slot of `id`; false when it held none. */
-  release(id: string): Promise<boolean>;
-  /** Drops `id` from the waiting line. */
-  remove(id: string): Promise<void>;
-  /**
-   * For a call still `queued`: puts it in line unless it is waiting. A slot it holds is freed
-   * first (its grant was lost with a replica). True when it was added.
-   */
-  ensure(id: string): Promise<boolean>;
-}
-
-export class MemoryDialQueue implements DialQueue {
-  private readonly waiting: string[] = [];
-  private readonly active = new Set<string>();
-  private tokens: number | null = null;
-  private refilledAt = 0;
-
-  constructor(private readonly clock: Clock) {}
-
-  async push(id: string): Promise<void> {
-    this.waiting.push(id);
-  }
-
-  async size(): Promise<number> {
-    return this.waiting.length;
-  }
-
-  async take(limits: AdmissionLimits): Promise<TakeResult> {
-    if (this.active.size >= limits.maxConcurrent || this.waiting.length === 0) return null;
-    const burst = Math.max(1, limits.callsPerSecond);
-    const now = this.clock.now();
-    this.tokens = Math.min(burst, (this.tokens ?? burst) + ((now - this.refilledAt) / 1000) * limits.callsPerSecond);
-    this.refilledAt = now;
-    if (this.tokens < 1) return { waitMs: Math.ceil(((1 - this.tokens) / limits.callsPerSecond) * 1000) };
-    this.tokens -= 1;
-    const id = this.waiting.shift() as string;
-    this.active.add(id);
-    return { id };
-  }
-
-  async release(id: string): Promise<boolean> {
-    return this.active.delete(id);
-  }
-
-  async remove(id: string): Promise<void> {
-    const index = this.waiting.indexOf(id);
-    if (index >= 0) this.waiting.splice(index, 1);
-  }
-
-  async ensure(id: string): Promise<boolean> {
-    this.active.delete(id);
-    if (this.waiting.includes(id)) return false;
-    this.waiting.push(id);
-    return true;
-  }
-}
+import type { AdmissionLimits, DialQueue } from '../store/dial-queue.port.js';
 
 export interface AdmissionOptions extends AdmissionLimits {
   queue: DialQueue;

@@ -4,14 +4,15 @@ import type { CallCommand, CallError } from '../../machines/call.types.js';
 import { classifyError, ConfigError, type ClassifiedError } from '../errors/classify.js';
 import { retryDelayMs } from '../errors/policy.js';
 import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
-import type { Logger } from '../obs/logger.js';
+import { callLogger, type Logger } from '../obs/logger.js';
 import { sipIdentityFor } from '../calls/call.logic.js';
 import { SESSION_ATTRIBUTE } from './outbound-calls.js';
-import type { CallRuntime, CommandRunner } from '../calls/call-runtime.js';
+import type { CallEvents, CommandRunner, IncomingEvent } from '../calls/call-runtime.js';
+import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
+import type { CallRecord } from '../store/call-store.port.js';
 
 const DIAL_LEASE_MS = 15_000;
-import type { CallRecord } from '../store/call-store.port.js';
 
 export interface OutboundSettings {
   trunkId: string | null;
@@ -21,7 +22,9 @@ export interface OutboundSettings {
 }
 
 export interface CallCommandsOptions {
-  runtime: CallRuntime;
+  /** where results go: the runtime */
+  calls: CallEvents;
+  clock: Clock;
   livekit: LiveKitPort;
   leases: DialLeases;
   logger: Logger;
@@ -40,52 +43,52 @@ export interface CommandRunnerHandle extends CommandRunner {
 }
 
 export function createCommandRunner(options: CallCommandsOptions): CommandRunnerHandle {
-  const { runtime, livekit, logger, outbound, leases } = options;
+  const { calls, clock, livekit, outbound, leases } = options;
   const random = options.random ?? Math.random;
   const pending = new Set<Promise<void>>();
   /** dial commands among `pending` */
   const pendingDials = new Set<Promise<void>>();
-  /** dials in flight by session; a hang-up while dialing marks its dial abandoned */
-  const dials = new Map<string, { abandoned: boolean }>();
+  /** sessions with a dial in flight */
+  const dials = new Set<string>();
 
   const track = (work: Promise<void>): void => {
     pending.add(work);
     void work.finally(() => pending.delete(work));
   };
 
-  const deliver = (record: CallRecord, event: Parameters<CallRuntime['send']>[1]): Promise<void> =>
-    runtime.send(record.id, event).then(
-      () => undefined,
-      (err: unknown) => logger.error({ err, session_id: record.id, event: event.type }, 'command result could not be applied'),
-    );
+  /** Tells the call what a command came to; undefined when that could not be stored. */
+  const deliver = (record: CallRecord, event: IncomingEvent, logger: Logger) =>
+    calls.send(record.id, event).catch((err: unknown) => {
+      logger.error({ err, event: event.type }, 'command result could not be applied');
+      return undefined;
+    });
 
   async function dial(record: CallRecord): Promise<void> {
-    const flight = { abandoned: false };
-    dials.set(record.id, flight);
+    const logger = callLogger(options.logger, record.id);
+    dials.add(record.id);
     // The lease tells the other replicas this dial is alive; it lapses if this process dies.
-    const lease = () =>
-      leases.hold(record.id, DIAL_LEASE_MS).catch((err: unknown) => logger.warn({ err, session_id: record.id }, 'dial lease could not be renewed'));
+    const lease = () => leases.hold(record.id, DIAL_LEASE_MS).catch((err: unknown) => logger.warn({ err }, 'dial lease could not be renewed'));
     await lease();
     const renew = setInterval(lease, DIAL_LEASE_MS / 3);
     renew.unref();
     try {
-      await placeDial(record, flight);
+      await placeDial(record, logger);
     } finally {
       clearInterval(renew);
-      if (dials.get(record.id) === flight) dials.delete(record.id);
+      dials.delete(record.id);
       await leases.release(record.id).catch(() => undefined);
     }
   }
 
-  async function placeDial(record: CallRecord, flight: { abandoned: boolean }): Promise<void> {
+  async function placeDial(record: CallRecord, logger: Logger): Promise<void> {
     const { context } = record;
     const attempt = context.attempt;
     const fail = async (error: ClassifiedError): Promise<void> => {
-      logger.warn({ session_id: record.id, attempt, category: error.category, sip_status_code: error.sipStatusCode, message: error.message }, 'dial failed');
+      logger.warn({ attempt, category: error.category, sip_status_code: error.sipStatusCode, message: error.message }, 'dial failed');
       const retryAt = error.retryable
-        ? runtime.now() + retryDelayMs(attempt, { baseMs: outbound.retryBaseMs, maxMs: outbound.retryMaxMs, random })
+        ? clock.now() + retryDelayMs(attempt, { baseMs: outbound.retryBaseMs, maxMs: outbound.retryMaxMs, random })
         : null;
-      await deliver(record, { type: 'dial.failed', attempt, error: toCallError(error), retryAt });
+      await deliver(record, { type: 'dial.failed', attempt, error: toCallError(error), retryAt }, logger);
     };
     if (!outbound.trunkId) return fail(classifyError(new ConfigError('SIP_OUTBOUND_TRUNK_ID is not configured'), 'dial'));
     if (!context.calleeNumber) return fail(classifyError(new ConfigError('the call has no number to dial'), 'dial'));
@@ -111,34 +114,36 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     } catch (err) {
       return fail(classifyError(err, 'dial'));
     }
-    if (flight.abandoned) {
-      // Answered after the call was hung up (the room's deletion raced the answer): end it again.
-      logger.warn({ session_id: record.id, attempt }, 'dial answered after hang-up; deleting the room again');
-      await hangUp(record);
+    const result = await deliver(record, { type: 'dial.answered', attempt, participantIdentity: answered.participantIdentity, sipCallId: answered.sipCallId }, logger);
+    if (result?.outcome === 'ignored') {
+      // The call ended while this dial rang (hung up, or its ring deadline passed) and its room
+      // was deleted, but the answer raced the deletion: end the phone leg again.
+      logger.warn({ attempt }, 'dial answered after the call ended; deleting the room again');
+      await hangUp(record, logger);
     }
-    await deliver(record, { type: 'dial.answered', attempt, participantIdentity: answered.participantIdentity, sipCallId: answered.sipCallId });
   }
 
-  async function hangUp(record: CallRecord): Promise<void> {
+  async function hangUp(record: CallRecord, logger = callLogger(options.logger, record.id)): Promise<void> {
     try {
       await livekit.deleteRoom(record.context.roomName);
     } catch (err) {
       // The ending grace deadline still ends the session; LiveKit closes an empty room itself.
       const error = classifyError(err, 'hangup');
-      logger.warn({ session_id: record.id, category: error.category, message: error.message }, 'hang-up request failed');
+      logger.warn({ category: error.category, message: error.message }, 'hang-up request failed');
     }
   }
 
   async function transfer(record: CallRecord): Promise<void> {
     const { context } = record;
+    const logger = callLogger(options.logger, record.id);
     try {
       if (!context.sipIdentity || !context.transferTarget) throw new ConfigError('the call has no SIP participant or transfer target');
       await livekit.transfer(context.roomName, context.sipIdentity, context.transferTarget);
-      await deliver(record, { type: 'transfer.succeeded' });
+      await deliver(record, { type: 'transfer.succeeded' }, logger);
     } catch (err) {
       const error = toCallError(classifyError(err, 'transfer'));
-      logger.warn({ session_id: record.id, category: error.category, sip_status_code: error.sipStatusCode }, 'transfer failed');
-      await deliver(record, { type: 'transfer.failed', error });
+      logger.warn({ category: error.category, sip_status_code: error.sipStatusCode }, 'transfer failed');
+      await deliver(record, { type: 'transfer.failed', error }, logger);
     }
   }
 
@@ -154,17 +159,10 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         return track(hangUp(record));
       case 'transfer':
         return track(transfer(record));
-      case 'abortDial': {
-        // The SDK takes no abort signal: deleting the room (hangUp, which comes with this command)
-        // ends the dial at LiveKit, and the chart ignores the late result of a finished call.
-        const flight = dials.get(record.id);
-        if (flight) flight.abandoned = true;
-        return undefined;
-      }
     }
   }) as CommandRunnerHandle;
   run.handOver = async (waitMs) => {
-    await Promise.allSettled([...dials.keys()].map((sessionId) => leases.release(sessionId)));
+    await Promise.allSettled([...dials].map((sessionId) => leases.release(sessionId)));
     const others = [...pending].filter((work) => !pendingDials.has(work));
     await Promise.race([Promise.allSettled(others), new Promise((resolve) => setTimeout(resolve, waitMs).unref())]);
   };

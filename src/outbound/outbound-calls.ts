@@ -2,7 +2,8 @@
 import type { CallSettings } from '../../machines/call.types.js';
 import type { Admission } from './admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
-import { VersionConflictError, type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { VersionConflictError } from '../store/errors.js';
 
 export interface PlaceCallRequest {
   /** E.164 */
@@ -17,6 +18,8 @@ export interface PlaceCallRequest {
 
 export interface OutboundOptions {
   runtime: CallRuntime;
+  /** new session ids */
+  newId: () => string;
   store: CallStore;
   admission: Admission;
   settings: CallSettings;
@@ -48,13 +51,15 @@ export const outboundRoomName = (sessionId: string): string => `call-${sessionId
 export function createOutboundCalls(options: OutboundOptions) {
   const { runtime, admission, store } = options;
   return {
+    /** An id for a session not created yet (an idempotency key claims it before the call exists). */
+    newSessionId: (): string => options.newId(),
     /**
      * Creates the session (`queued`) and puts it in line for a dial slot. With a given session id
      * that exists already (a retried request), answers that call instead: `existing` is true.
      */
     async place(request: PlaceCallRequest, givenId?: string): Promise<{ record: CallRecord; existing: boolean }> {
       if (!options.trunkId) throw new OutboundNotConfiguredError();
-      const sessionId = givenId ?? runtime.newId();
+      const sessionId = givenId ?? options.newId();
       if (givenId) {
         const existing = await store.get(givenId);
         if (existing) return { record: existing, existing: true };

@@ -42,22 +42,6 @@ export interface RoomRef {
   name: string;
 }
 
-/** A store answers this when it cannot be reached: the caller answers 503 and changes nothing. */
-export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreUnavailableError';
-  }
-}
-
-/** Another writer committed this call first. */
-export class VersionConflictError extends Error {
-  constructor(id: string, expected: number, actual: number) {
-    super(`call ${id}: expected version ${expected}, found ${actual}`);
-    this.name = 'VersionConflictError';
-  }
-}
-
 /** The response an idempotent request produced, replayed for a repeat of the same request. */
 export interface StoredResponse {
   status: number;

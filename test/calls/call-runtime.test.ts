@@ -2,7 +2,7 @@
 // defect in one call never reaching the others or the process.
 import { describe, expect, it } from 'vitest';
 import { CallLogicError } from '../../src/calls/call-runtime.js';
-import { StoreUnavailableError } from '../../src/store/call-store.port.js';
+import { StoreUnavailableError } from '../../src/store/errors.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
 
 describe('CallRuntime', () => {

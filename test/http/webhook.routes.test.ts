@@ -2,7 +2,8 @@
 // applied once, in order, and never reopen a final call.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCallStore } from '../../src/store/memory/call.store.js';
-import { StoreUnavailableError, type CallRecord } from '../../src/store/call-store.port.js';
+import { type CallRecord } from '../../src/store/call-store.port.js';
+import { StoreUnavailableError } from '../../src/store/errors.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { signWebhook, webhookHeaders } from '../../dev/webhook-sender.js';

@@ -2,7 +2,7 @@
 // webhook end as room_closed; a dial lost with its replica is resolved from LiveKit, never
 // repeated blindly.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryDialLeases } from '../../src/store/dial-leases.port.js';
+import { MemoryDialLeases } from '../../src/store/memory/dial-leases.js';
 import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { ManualClock } from '../support/manual-time.js';

@@ -31,6 +31,7 @@ describe('Stately inspector bridge', () => {
       clock,
       scheduler,
       newId: () => 'inspected-call',
+      commands: () => undefined,
       inspect: inspector.inspect,
     });
     await runtime.create({ ...inboundInput(), sessionId: 'inspected-call' });

@@ -1,6 +1,7 @@
 // Admission control of outbound dials: concurrency, calls per second, first in first out.
 import { describe, expect, it } from 'vitest';
-import { Admission, MemoryDialQueue } from '../../src/outbound/admission.js';
+import { Admission } from '../../src/outbound/admission.js';
+import { MemoryDialQueue } from '../../src/store/memory/dial-queue.js';
 import { createLogger } from '../../src/obs/logger.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { ManualClock, ManualScheduler } from '../support/manual-time.js';

@@ -3,9 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
-import { InvalidCursorError, MemoryCallStore } from '../../src/store/memory/call.store.js';
+import { MemoryCallStore } from '../../src/store/memory/call.store.js';
 import { RedisCallStore, type RedisStoreOptions } from '../../src/store/redis/call.store.js';
-import { StoreUnavailableError, VersionConflictError, type CallRecord, type CallStore, type StoredResponse } from '../../src/store/call-store.port.js';
+import { RedisConnection } from '../../src/store/redis/connection.js';
+import { type CallRecord, type CallStore, type StoredResponse } from '../../src/store/call-store.port.js';
+import { InvalidCursorError, StoreUnavailableError, VersionConflictError } from '../../src/store/errors.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { freePort, startRedisOnPort, useRedis, type RedisHandle } from '../../dev/redis-server.js';
 
@@ -84,16 +86,25 @@ afterEach(async () => {
 
 function openRedis(prefix: string, options: StoreOptions & Partial<RedisStoreOptions> = {}): RedisCallStore {
   if (!redis) throw new Error('no redis');
+  const connection = new RedisConnection({ url: redis.url, keyPrefix: prefix });
   const store = new RedisCallStore({
-    url: redis.url,
-    keyPrefix: prefix,
+    connection,
     retentionMs: 3_600_000,
     webhookDedupTtlMs: 3_600_000,
     maxEventsPerCall: 50,
     ...options,
   });
   opened.push(store);
+  connections.set(store, connection);
   return store;
+}
+
+/** The Redis client under a store: the tests below inspect and corrupt keys directly. */
+const connections = new WeakMap<RedisCallStore, RedisConnection>();
+function raw(store: RedisCallStore): RedisConnection['client'] {
+  const connection = connections.get(store);
+  if (!connection) throw new Error('not a store from openRedis');
+  return connection.client;
 }
 
 describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => {
@@ -437,41 +448,41 @@ describe('RedisCallStore', () => {
     await store.commit(record('a', 'ringing', 1, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
     await store.commit(record('b', 'ended', 1, { roomName: 'room-b', roomSid: 'RM_b', sipIdentity: 'sip-b' }), []);
     // stale pointers, as a crash between a commit and its index writes could leave them
-    await store.redis.set(`${prefix}room:sid:RM_b`, 'b');
-    await store.redis.set(`${prefix}room:name:room-b`, 'b');
-    await store.redis.set(`${prefix}sip:sip-b`, 'b');
-    await store.redis.set(`${prefix}sip:sip-x`, 'a');
-    await store.redis.zadd(`${prefix}calls:state:connected`, 1, 'a');
-    await store.redis.zadd(`${prefix}calls:live`, 2, 'b');
-    await store.redis.zadd(`${prefix}calls:all`, 0, 'gone');
+    await raw(store).set(`${prefix}room:sid:RM_b`, 'b');
+    await raw(store).set(`${prefix}room:name:room-b`, 'b');
+    await raw(store).set(`${prefix}sip:sip-b`, 'b');
+    await raw(store).set(`${prefix}sip:sip-x`, 'a');
+    await raw(store).zadd(`${prefix}calls:state:connected`, 1, 'a');
+    await raw(store).zadd(`${prefix}calls:live`, 2, 'b');
+    await raw(store).zadd(`${prefix}calls:all`, 0, 'gone');
     expect(await store.findLiveByRoom({ sid: 'RM_b', name: 'room-b' })).toBeUndefined();
     expect(await store.findLiveBySipIdentity('sip-b')).toBeUndefined();
     expect(await store.findLiveBySipIdentity('sip-x')).toBeUndefined();
     expect(await allPages(store, { state: 'connected', limit: 5 })).toEqual([]);
     expect(await allPages(store, { limit: 5 })).toEqual(['b', 'a']);
     expect(await store.liveCallIds(10)).toEqual(['a']);
-    expect(await store.redis.zscore(`${prefix}calls:all`, 'gone')).toBeNull();
+    expect(await raw(store).zscore(`${prefix}calls:all`, 'gone')).toBeNull();
     // the next commit writes them again
     await store.commit(record('a', 'connected', 2, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
     expect(await allPages(store, { state: 'connected', limit: 5 })).toEqual(['a']);
-    expect(await store.redis.zscore(`${prefix}calls:state:ringing`, 'a')).toBeNull();
+    expect(await raw(store).zscore(`${prefix}calls:state:ringing`, 'a')).toBeNull();
     expect(await store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' })).toBe('a');
     // a changed identity and a final call leave no lookup keys behind
     await store.commit(record('a', 'connected', 3, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
-    expect(await store.redis.exists(`${prefix}sip:sip-a`)).toBe(0);
-    expect(await store.redis.get(`${prefix}sip:sip-a2`)).toBe('a');
+    expect(await raw(store).exists(`${prefix}sip:sip-a`)).toBe(0);
+    expect(await raw(store).get(`${prefix}sip:sip-a2`)).toBe('a');
     await store.commit(record('a', 'ended', 4, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
-    const left = await store.redis.keys(`${prefix}*`);
+    const left = await raw(store).keys(`${prefix}*`);
     expect(left.filter((key) => /:(room|sip):/.test(key) && !key.endsWith(':RM_b') && !key.endsWith(':room-b') && !key.endsWith(':sip-b') && !key.endsWith(':sip-x'))).toEqual([]);
-    expect(await store.redis.zscore(`${prefix}timers`, 'a')).toBeNull();
-    expect(await store.redis.zscore(`${prefix}calls:live`, 'a')).toBeNull();
-    expect(await store.redis.pttl(`${prefix}call:{a}`)).toBeGreaterThan(0);
+    expect(await raw(store).zscore(`${prefix}timers`, 'a')).toBeNull();
+    expect(await raw(store).zscore(`${prefix}calls:live`, 'a')).toBeNull();
+    expect(await raw(store).pttl(`${prefix}call:{a}`)).toBeGreaterThan(0);
   });
 
   it('keeps every key of one call in one hash slot, and expires webhook ids', async () => {
     const store = openRedis(prefix, { webhookDedupTtlMs: 150 });
     await store.commit(record('a', 'ringing', 1), [envelope('a', 1)]);
-    const keys = (await store.redis.keys(`${prefix}call:*`)).sort();
+    const keys = (await raw(store).keys(`${prefix}call:*`)).sort();
     expect(keys).toEqual([`${prefix}call:{a}`, `${prefix}call:{a}:events`]);
     await store.rememberWebhook('EV_1');
     expect(await store.seenWebhook('EV_1')).toBe(true);
@@ -588,8 +599,7 @@ describe('RedisCallStore outages', () => {
   it('fails fast while Redis is down and recovers by itself when it is back', async () => {
     const port = await freePort();
     const store = new RedisCallStore({
-      url: `redis://127.0.0.1:${port}`,
-      keyPrefix: 'outage:',
+      connection: new RedisConnection({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'outage:' }),
       retentionMs: 60_000,
       webhookDedupTtlMs: 60_000,
       maxEventsPerCall: 10,

@@ -60,6 +60,7 @@ export function createCallHarness() {
   const bus = createEventBus();
   bus.subscribe((envelope) => published.push(envelope));
   let ids = 0;
+  const commands: { command: string; sessionId: string }[] = [];
   const runtime = new CallRuntime({
     store,
     bus,
@@ -67,9 +68,8 @@ export function createCallHarness() {
     clock,
     scheduler,
     newId: () => `id-${++ids}`,
+    commands: (command, record) => commands.push({ command, sessionId: record.id }),
   });
-  const commands: { command: string; sessionId: string }[] = [];
-  runtime.setCommandRunner((command, record) => commands.push({ command, sessionId: record.id }));
   return { clock, scheduler, store, runtime, published, commands };
 }
 

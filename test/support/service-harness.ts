@@ -8,7 +8,9 @@ import type { DialLeases } from '../../src/store/dial-leases.port.js';
 import type { CallStore } from '../../src/store/call-store.port.js';
 import { loadConfig, type Config, type Env } from '../../src/config.js';
 import { randomUUID } from 'node:crypto';
-import { redisDeployment } from '../../src/store/redis/backend.js';
+import { systemClock } from '../../src/calls/timers.js';
+import { createMemoryBackend } from '../../src/store/memory/backend.js';
+import { createRedisBackend } from '../../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createLogger } from '../../src/obs/logger.js';
@@ -86,14 +88,14 @@ export async function startServiceHarness(
   const clock = options.realTime ? null : new ManualClock(Date.now());
   const scheduler = clock ? new ManualScheduler(clock) : null;
   const logger = createLogger({ level: config.logLevel, destination });
-  const deployment = redisMode ? redisDeployment(config, logger, { keyPrefix: `t${randomUUID().slice(0, 8)}:` }) : null;
+  const backend = redisMode
+    ? createRedisBackend(config, logger, { keyPrefix: `t${randomUUID().slice(0, 8)}:` })
+    : createMemoryBackend(config, clock ?? systemClock, { store: options.store, dialLeases: options.dialLeases });
   const service = createService({
     config,
     logger,
     livekit: createLiveKitAdapter(config.livekit),
-    store: options.store ?? deployment?.store,
-    shared: deployment?.shared,
-    dialLeases: options.dialLeases,
+    backend,
     ...(clock && scheduler ? { clock, scheduler } : {}),
   });
   const published: ObsEnvelope[] = [];
@@ -138,7 +140,7 @@ export async function startServiceHarness(
     async close() {
       await standIn.close();
       await service.close();
-      await deployment?.store.close();
+      await backend.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -1,10 +1,11 @@
 // The embedded store: one process, everything in memory (SPEC §8, the default without REDIS_URL).
 // Final calls and their history are kept for a bounded time and count; live calls always stay.
 import type { ObsEnvelope } from '../../obs/envelope.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import { VersionConflictError } from '../errors.js';
 import { isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
-  VersionConflictError,
   type CallRecord,
   type CallStore,
   type IdempotencyClaim,
@@ -60,22 +61,6 @@ export class BoundedIdSet {
   get size(): number {
     return this.members.size;
   }
-}
-
-const encodeCursor = (ordinal: number): string => Buffer.from(`o:${ordinal}`).toString('base64url');
-
-export class InvalidCursorError extends Error {
-  constructor() {
-    super('cursor is not one this service issued');
-    this.name = 'InvalidCursorError';
-  }
-}
-
-function decodeCursor(cursor: string): number {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^o:(\d{1,15})$/.exec(text);
-  if (!match?.[1]) throw new InvalidCursorError();
-  return Number(match[1]);
 }
 
 export class MemoryCallStore implements CallStore {

@@ -1,37 +1,40 @@
-// What the service runs on: the embedded in-memory store for one process, or, with REDIS_URL,
-// Redis shared by any number of replicas (SPEC §8).
-import { RedisDialQueue } from './dial-queue.js';
-import { RedisDialLeases } from '../dial-leases.port.js';
-import { RedisCallStore } from './call.store.js';
+// The shared backend (with REDIS_URL): calls, admission, dial leases and the event log live in
+// one Redis, so any number of replicas serve the same calls (docs/replicas.md).
 import type { Config } from '../../config.js';
 import type { Logger } from '../../obs/logger.js';
+import type { Backend } from '../backend.js';
+import { RedisCallStore } from './call.store.js';
+import { RedisConnection } from './connection.js';
+import { RedisDialLeases } from './dial-leases.js';
+import { RedisDialQueue } from './dial-queue.js';
 import { RedisEventLog } from './event-log.js';
-import type { ServiceDeps } from '../../service.js';
 
 /** How long a webhook id is remembered in Redis: LiveKit gives up on an event after about 30 s. */
 const WEBHOOK_DEDUP_TTL_MS = 60 * 60 * 1000;
+/** how often each replica looks for due timers and free dial slots */
+const TIMER_POLL_MS = 250;
+const ADMISSION_POLL_MS = 250;
 
-export function redisDeployment(
-  config: Config,
-  logger: Logger,
-  options: { keyPrefix?: string } = {},
-): Pick<ServiceDeps, 'store' | 'shared'> & { store: RedisCallStore } {
-  if (!config.redisUrl) throw new Error('redisDeployment needs REDIS_URL');
-  const keyPrefix = options.keyPrefix ?? config.redisKeyPrefix;
+export function createRedisBackend(config: Config, logger: Logger, options: { keyPrefix?: string } = {}): Backend {
+  if (!config.redisUrl) throw new Error('createRedisBackend needs REDIS_URL');
+  const connection = new RedisConnection({ url: config.redisUrl, keyPrefix: options.keyPrefix ?? config.redisKeyPrefix });
   const store = new RedisCallStore({
-    url: config.redisUrl,
-    keyPrefix,
+    connection,
     retentionMs: config.retention.finalCallsS * 1000,
     webhookDedupTtlMs: WEBHOOK_DEDUP_TTL_MS,
     maxEventsPerCall: config.retention.maxEventsPerCall,
     onIndexError: (err, callId) => logger.warn({ err, session_id: callId }, 'call indexes could not be written; the next commit writes them again'),
   });
+  const eventLog = new RedisEventLog({ connection, maxLength: config.events.bufferSize, logger });
   return {
     store,
-    shared: {
-      dialQueue: new RedisDialQueue(store),
-      dialLeases: new RedisDialLeases(store),
-      eventLog: new RedisEventLog({ redis: store.redis, keyPrefix, maxLength: config.events.bufferSize, logger }),
+    dialQueue: new RedisDialQueue(connection),
+    dialLeases: new RedisDialLeases(connection),
+    eventLog,
+    replicas: { timerPollMs: TIMER_POLL_MS, admissionPollMs: ADMISSION_POLL_MS },
+    async close() {
+      await eventLog.stop();
+      await store.close();
     },
   };
 }

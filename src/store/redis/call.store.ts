@@ -39,16 +39,15 @@
 // Differences from the embedded store: final calls are bounded by retention time only (no count
 // cap), webhook ids by time (webhookDedupTtlMs) instead of by count, and a final call never has
 // a timer (the embedded store keeps one if a final record still carries a deadline).
-import { createHash, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { randomUUID } from 'node:crypto';
 import type { CallState, Direction } from '../../../machines/call.types.js';
 import type { ObsEnvelope } from '../../obs/envelope.js';
-import { InvalidCursorError } from '../memory/call.store.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import { StoreUnavailableError, VersionConflictError } from '../errors.js';
+import { LuaScript, type RedisConnection } from './connection.js';
 import { CALL_STATES, isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
-  StoreUnavailableError,
-  VersionConflictError,
   type CallRecord,
   type CallStore,
   type IdempotencyClaim,
@@ -60,10 +59,8 @@ import {
 } from '../call-store.port.js';
 
 export interface RedisStoreOptions {
-  /** REDIS_URL */
-  url: string;
-  /** default 'cp:'; must not contain `{` (the call id is the hash tag) */
-  keyPrefix?: string;
+  /** the backend's connection (its key prefix is this store's) */
+  connection: RedisConnection;
   /** final calls (record + events) expire after this (Redis PEXPIRE) */
   retentionMs: number;
   /** a webhook id is remembered this long (LiveKit retries for ~30 s) */
@@ -80,17 +77,8 @@ export interface RedisStoreOptions {
 }
 
 const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
-/** how long an operation waits for a connection attempt that is under way before failing */
-const CONNECT_WAIT_MS = 1000;
 const GC_INTERVAL_MS = 1000;
 const GC_BATCH = 64;
-
-class LuaScript {
-  readonly sha: string;
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-}
 
 // KEYS: call hash, events list. ARGV: version, state, record JSON, ordinal ('' when not new),
 // final ('1'/'0'), retentionMs, maxEventsPerCall, events JSON...
@@ -181,66 +169,39 @@ local stored = cjson.decode(value)
 redis.call('SET', KEYS[1], '{"fingerprint":' .. cjson.encode(stored['fingerprint']) .. ',"session_id":' .. cjson.encode(stored['session_id']) .. ',"response":' .. ARGV[1] .. '}', 'KEEPTTL')
 return 1`);
 
-const encodeCursor = (ordinal: number): string => Buffer.from(`o:${ordinal}`).toString('base64url');
-
-/** Same format as the embedded store's cursors. */
-function decodeCursor(cursor: string): number {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^o:(\d{1,15})$/.exec(text);
-  if (!match?.[1]) throw new InvalidCursorError();
-  return Number(match[1]);
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 export class RedisCallStore implements CallStore {
-  /** the ioredis client, for the event stream and admission code */
-  readonly redis: Redis;
-  readonly keyPrefix: string;
+  private readonly connection: RedisConnection;
   private readonly lockTtlMs: number;
   private readonly lockWaitMs: number;
   private readonly now: () => number;
   private lastGc = 0;
-  private lastError: unknown = null;
-  private connecting: Promise<void> | null = null;
 
   constructor(private readonly options: RedisStoreOptions) {
-    this.keyPrefix = options.keyPrefix ?? 'cp:';
-    if (this.keyPrefix.includes('{')) throw new Error('RedisCallStore: keyPrefix must not contain "{"');
+    this.connection = options.connection;
     this.lockTtlMs = options.lockTtlMs ?? 5000;
     this.lockWaitMs = options.lockWaitMs ?? 10_000;
     this.now = options.now ?? Date.now;
-    this.redis = new Redis(options.url, {
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: false,
-      // Commands issued in the same tick go out in one write (a commit issues several).
-      enableAutoPipelining: true,
-      lazyConnect: false,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-    });
-    // ioredis reports connection errors as events; operations report them as StoreUnavailableError.
-    this.redis.on('error', (err: unknown) => {
-      this.lastError = err;
-    });
+  }
+
+  private get redis() {
+    return this.connection.client;
   }
 
   // ---- keys ----
 
   private callKey(id: string): string {
-    return `${this.keyPrefix}call:{${id}}`;
+    return this.key(`call:{${id}}`);
   }
   private eventsKey(id: string): string {
-    return `${this.keyPrefix}call:{${id}}:events`;
+    return this.key(`call:{${id}}:events`);
   }
   private lockKey(id: string): string {
-    return `${this.keyPrefix}call:{${id}}:lock`;
+    return this.key(`call:{${id}}:lock`);
   }
   private key(name: string): string {
-    return `${this.keyPrefix}${name}`;
+    return this.connection.key(name);
   }
   private stateKey(state: CallState): string {
     return this.key(`calls:state:${state}`);
@@ -491,65 +452,19 @@ export class RedisCallStore implements CallStore {
     });
   }
 
+  /** Closes the backend's connection: the store is the last of its users to stop. */
   async close(): Promise<void> {
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
+    await this.connection.close();
   }
 
   // ---- internals ----
 
-  /**
-   * Runs a Redis operation the way every store method does: after any connection attempt under
-   * way, with every failure but the contract's own errors mapped to StoreUnavailableError. Used
-   * by the other Redis-backed parts (dial queue, dial leases) too.
-   */
-  async guard<T>(operation: string, body: () => Promise<T>): Promise<T> {
-    try {
-      await this.awaitConnectionAttempt();
-      return await body();
-    } catch (err) {
-      if (err instanceof VersionConflictError || err instanceof InvalidCursorError || err instanceof StoreUnavailableError) throw err;
-      const cause = err ?? this.lastError;
-      throw new StoreUnavailableError(`redis store: ${operation} failed: ${errorMessage(cause)}`, { cause });
-    }
+  private guard<T>(operation: string, body: () => Promise<T>): Promise<T> {
+    return this.connection.guard(operation, body);
   }
 
-  /**
-   * Commands fail at once while disconnected (no offline queue). While a connection attempt is
-   * under way (startup, or a reconnect), wait briefly for its outcome instead of failing a
-   * command that would succeed a moment later.
-   */
-  private async awaitConnectionAttempt(): Promise<void> {
-    const status = this.redis.status;
-    if (status !== 'connecting' && status !== 'connect') return;
-    // One wait shared by every operation that arrives meanwhile (not a listener each).
-    this.connecting ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.redis.off('ready', done);
-        this.redis.off('close', done);
-        this.redis.off('end', done);
-        this.connecting = null;
-        resolve();
-      };
-      const timer = setTimeout(done, CONNECT_WAIT_MS);
-      this.redis.once('ready', done);
-      this.redis.once('close', done);
-      this.redis.once('end', done);
-    });
-    await this.connecting;
-  }
-
-  private async run(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
-    try {
-      return await this.redis.evalsha(script.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      if (!errorMessage(err).startsWith('NOSCRIPT')) throw err;
-      return this.redis.eval(script.source, keys.length, ...keys, ...args);
-    }
+  private run(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
+    return this.connection.run(script, keys, args);
   }
 
   private async load(id: string): Promise<CallRecord | undefined> {

@@ -2,10 +2,10 @@
 // (a set) and the calls-per-second bucket (a hash), all under the `{dial}` hash tag so one script
 // can take a call atomically, also in a Redis Cluster. Redis's own clock drives the bucket, so
 // replicas with skewed clocks agree.
-import type { AdmissionLimits, DialQueue, TakeResult } from '../../outbound/admission.js';
-import type { RedisCallStore } from './call.store.js';
+import type { AdmissionLimits, DialQueue, TakeResult } from '../dial-queue.port.js';
+import { LuaScript, type RedisConnection } from './connection.js';
 
-const TAKE = `
+const TAKE = new LuaScript(`
 local queue, active, bucket = KEYS[1], KEYS[2], KEYS[3]
 local max_concurrent, cps = tonumber(ARGV[1]), tonumber(ARGV[2])
 if redis.call('SCARD', active) >= max_concurrent or redis.call('LLEN', queue) == 0 then return {0} end
@@ -22,53 +22,49 @@ end
 local id = redis.call('LPOP', queue)
 redis.call('SADD', active, id)
 redis.call('HSET', bucket, 'tokens', tostring(tokens - 1), 'at', now)
-return {2, id}`;
+return {2, id}`);
 
-const ENSURE = `
+const ENSURE = new LuaScript(`
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1`;
+return 1`);
 
 export class RedisDialQueue implements DialQueue {
   private readonly keys: [string, string, string];
 
-  constructor(private readonly store: RedisCallStore) {
-    const prefix = store.keyPrefix;
-    this.keys = [`${prefix}{dial}:queue`, `${prefix}{dial}:active`, `${prefix}{dial}:bucket`];
+  constructor(private readonly connection: RedisConnection) {
+    this.keys = [connection.key('{dial}:queue'), connection.key('{dial}:active'), connection.key('{dial}:bucket')];
   }
 
-  private get redis() {
-    return this.store.redis;
+  private guard<T>(body: (redis: RedisConnection['client']) => Promise<T>): Promise<T> {
+    return this.connection.guard('dial queue', body);
   }
 
   async push(id: string): Promise<void> {
-    await this.store.guard('dial queue', () => this.redis.rpush(this.keys[0], id));
+    await this.guard((redis) => redis.rpush(this.keys[0], id));
   }
 
   async size(): Promise<number> {
-    return this.store.guard('dial queue', () => this.redis.llen(this.keys[0]));
+    return this.guard((redis) => redis.llen(this.keys[0]));
   }
 
   async take(limits: AdmissionLimits): Promise<TakeResult> {
-    const [kind, value] = (await this.store.guard('dial queue', () => this.redis.eval(TAKE, 3, ...this.keys, limits.maxConcurrent, limits.callsPerSecond))) as [
-      number,
-      number | string,
-    ];
+    const [kind, value] = (await this.guard(() => this.connection.run(TAKE, this.keys, [limits.maxConcurrent, limits.callsPerSecond]))) as [number, number | string];
     if (kind === 1) return { waitMs: Number(value) };
     if (kind === 2) return { id: String(value) };
     return null;
   }
 
   async release(id: string): Promise<boolean> {
-    return (await this.store.guard('dial queue', () => this.redis.srem(this.keys[1], id))) === 1;
+    return (await this.guard((redis) => redis.srem(this.keys[1], id))) === 1;
   }
 
   async remove(id: string): Promise<void> {
-    await this.store.guard('dial queue', () => this.redis.lrem(this.keys[0], 0, id));
+    await this.guard((redis) => redis.lrem(this.keys[0], 0, id));
   }
 
   async ensure(id: string): Promise<boolean> {
-    return (await this.store.guard('dial queue', () => this.redis.eval(ENSURE, 2, this.keys[0], this.keys[1], id))) === 1;
+    return (await this.guard(() => this.connection.run(ENSURE, [this.keys[0], this.keys[1]], [id]))) === 1;
   }
 }

@@ -6,21 +6,22 @@ import type { Redis } from 'ioredis';
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import type { EventStream } from '../../obs/event-stream.js';
 import type { Logger } from '../../obs/logger.js';
+import type { EventLog } from '../event-log.port.js';
+import { LuaScript, type RedisConnection } from './connection.js';
 
 // INCR and XADD in one script, so numbers are gap-free and the stream stays in number order
 // whichever replica appends. Both keys carry the `{events}` hash tag: one slot in a cluster.
-const APPEND = `
+const APPEND = new LuaScript(`
 local ids = {}
 for i = 1, #ARGV - 1 do
   local n = redis.call('INCR', KEYS[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[#ARGV], n .. '-0', 'e', ARGV[i])
   ids[i] = n
 end
-return ids`;
+return ids`);
 
 export interface RedisEventLogOptions {
-  redis: Redis;
-  keyPrefix: string;
+  connection: RedisConnection;
   /** entries kept in the Redis stream (approximately) */
   maxLength: number;
   logger: Logger;
@@ -28,22 +29,22 @@ export interface RedisEventLogOptions {
 
 const numberOf = (streamId: string): number => Number(streamId.split('-')[0]);
 
-export class RedisEventLog {
+export class RedisEventLog implements EventLog {
   private readonly seqKey: string;
   private readonly streamKey: string;
   private reader: Redis | null = null;
   private following = false;
 
   constructor(private readonly options: RedisEventLogOptions) {
-    this.seqKey = `${options.keyPrefix}{events}:seq`;
-    this.streamKey = `${options.keyPrefix}{events}:stream`;
+    this.seqKey = options.connection.key('{events}:seq');
+    this.streamKey = options.connection.key('{events}:stream');
   }
 
-  /** Adds envelopes in order; resolves with their stream numbers. */
-  async append(envelopes: readonly ObsEnvelope[]): Promise<number[]> {
-    if (envelopes.length === 0) return [];
+  /** Adds envelopes in order, each under the next number. */
+  async append(envelopes: readonly ObsEnvelope[]): Promise<void> {
+    if (envelopes.length === 0) return;
     const args = [...envelopes.map((envelope) => JSON.stringify(envelope)), String(this.options.maxLength)];
-    return (await this.options.redis.eval(APPEND, 2, this.seqKey, this.streamKey, ...args)) as number[];
+    await this.options.connection.guard('event log', () => this.options.connection.run(APPEND, [this.seqKey, this.streamKey], args));
   }
 
   /**
@@ -52,8 +53,7 @@ export class RedisEventLog {
    * from the last entry it saw.
    */
   async follow(stream: EventStream, backfill: number): Promise<void> {
-    this.reader = this.options.redis.duplicate();
-    this.reader.on('error', () => undefined); // reported by the loop below
+    this.reader = this.options.connection.duplicate();
     this.following = true;
     let lastId = '0-0';
     try {

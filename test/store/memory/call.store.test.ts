@@ -2,7 +2,8 @@
 // version checks on commit.
 import { describe, expect, it } from 'vitest';
 import { BoundedIdSet, MemoryCallStore } from '../../../src/store/memory/call.store.js';
-import { VersionConflictError, type CallRecord } from '../../../src/store/call-store.port.js';
+import type { CallRecord } from '../../../src/store/call-store.port.js';
+import { VersionConflictError } from '../../../src/store/errors.js';
 import type { CallState } from '../../../machines/call.types.js';
 
 function record(id: string, state: CallState, version = 1): CallRecord {

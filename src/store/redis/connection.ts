@@ -1,0 +1,123 @@
+// The one Redis connection of a backend: it owns the ioredis client, maps every failure to
+// StoreUnavailableError (the availability guard), and runs every Lua script the same way
+// (EVALSHA, then EVAL when Redis does not know the script yet). Nothing outside src/store/redis/
+// imports ioredis or knows a key.
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { InvalidCursorError, StoreUnavailableError, VersionConflictError } from '../errors.js';
+
+/** how long an operation waits for a connection attempt that is under way before failing */
+const CONNECT_WAIT_MS = 1000;
+
+export class LuaScript {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+}
+
+export interface RedisConnectionOptions {
+  /** REDIS_URL */
+  url: string;
+  /** every key starts with this (default 'cp:'); no `{`, since call ids are the hash tags */
+  keyPrefix?: string;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RedisConnection {
+  readonly client: Redis;
+  readonly keyPrefix: string;
+  private lastError: unknown = null;
+  private connecting: Promise<void> | null = null;
+
+  constructor(options: RedisConnectionOptions) {
+    this.keyPrefix = options.keyPrefix ?? 'cp:';
+    if (this.keyPrefix.includes('{')) throw new Error('Redis key prefix must not contain "{"');
+    this.client = new Redis(options.url, {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      // Commands issued in the same tick go out in one write (a commit issues several).
+      enableAutoPipelining: true,
+      lazyConnect: false,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    });
+    // ioredis reports connection errors as events; operations report them as StoreUnavailableError.
+    this.client.on('error', (err: unknown) => {
+      this.lastError = err;
+    });
+  }
+
+  /** `keyPrefix` + name */
+  key(name: string): string {
+    return `${this.keyPrefix}${name}`;
+  }
+
+  /**
+   * Runs a Redis operation: after any connection attempt under way, with every failure but the
+   * stores' own errors mapped to StoreUnavailableError naming `operation`.
+   */
+  async guard<T>(operation: string, body: (client: Redis) => Promise<T>): Promise<T> {
+    try {
+      await this.awaitConnectionAttempt();
+      return await body(this.client);
+    } catch (err) {
+      if (err instanceof VersionConflictError || err instanceof InvalidCursorError || err instanceof StoreUnavailableError) throw err;
+      const cause = err ?? this.lastError;
+      throw new StoreUnavailableError(`redis store: ${operation} failed: ${errorMessage(cause)}`, { cause });
+    }
+  }
+
+  /** Runs a script (inside `guard`, like any other command). */
+  async run(script: LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await this.client.evalsha(script.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!errorMessage(err).startsWith('NOSCRIPT')) throw err;
+      return this.client.eval(script.source, keys.length, ...keys, ...args);
+    }
+  }
+
+  /** A second connection to the same server, for a blocking read that would hold this one. */
+  duplicate(): Redis {
+    const reader = this.client.duplicate();
+    reader.on('error', () => undefined); // its user reports failures of its own commands
+    return reader;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+
+  /**
+   * Commands fail at once while disconnected (no offline queue). While a connection attempt is
+   * under way (startup, or a reconnect), wait briefly for its outcome instead of failing a
+   * command that would succeed a moment later.
+   */
+  private async awaitConnectionAttempt(): Promise<void> {
+    const status = this.client.status;
+    if (status !== 'connecting' && status !== 'connect') return;
+    // One wait shared by every operation that arrives meanwhile (not a listener each).
+    this.connecting ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.client.off('ready', done);
+        this.client.off('close', done);
+        this.client.off('end', done);
+        this.connecting = null;
+        resolve();
+      };
+      const timer = setTimeout(done, CONNECT_WAIT_MS);
+      this.client.once('ready', done);
+      this.client.once('close', done);
+      this.client.once('end', done);
+    });
+    await this.connecting;
+  }
+}
