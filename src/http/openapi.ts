@@ -1,6 +1,7 @@
 // GET /openapi.json: an OpenAPI 3.1 document of every route, generated from the same zod
 // schemas the routes validate with.
 import { z } from 'zod';
+import { RECONNECT_DELAY_MS } from './events.routes.js';
 import {
   CreateCallBody,
   EmptyBody,
@@ -22,7 +23,30 @@ function schema(type: z.ZodType, io: 'input' | 'output' = 'output'): Json {
   return rest;
 }
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const componentUri = (name: string) => `#/components/schemas/${name}`;
+const ref = (name: string) => ({ $ref: componentUri(name) });
+
+/**
+ * `components.schemas`: each named zod schema once, and one inside another as a `$ref` to its
+ * name (EventList's items are the Envelope, SessionList's calls are Sessions), so a client sees
+ * that the envelope of `GET /v1/calls/{id}/events` is the one the event stream sends.
+ */
+function componentSchemas(named: Record<string, { type: z.ZodType; io: 'input' | 'output' }>): Record<string, Json> {
+  const converted: Record<string, Json> = {};
+  for (const io of ['output', 'input'] as const) {
+    const registry = z.registry<{ id: string }>();
+    for (const [name, entry] of Object.entries(named)) if (entry.io === io) registry.add(entry.type, { id: name });
+    const { schemas } = z.toJSONSchema(registry, { io, unrepresentable: 'any', uri: componentUri });
+    // `$id` would be the `#/components/...` pointer itself, which is not an id: a `$ref` finds the
+    // schema by its place in the document.
+    for (const [name, json] of Object.entries(schemas)) {
+      const { $schema: _dialect, $id: _id, ...rest } = json as Json;
+      converted[name] = rest;
+    }
+  }
+  return Object.fromEntries(Object.keys(named).map((name) => [name, converted[name] as Json]));
+}
+
 const json = (s: Json) => ({ 'application/json': { schema: s } });
 
 function problems(...statuses: number[]): Record<string, Json> {
@@ -53,6 +77,11 @@ export function openApiDocument(): Json {
       description:
         'Runs phone calls for voice-AI agents on LiveKit SIP. Every call is a state machine; every outcome is classified; every transition emits an OBS-00 event.',
     },
+    // The service does not know the address its clients reach it by (a proxy, a load balancer or a
+    // port mapping may stand in between), so it names no host: `/` is relative, resolved against
+    // where this document was fetched from, i.e. the service itself. Leaving `servers` out would
+    // mean the same, but a list with one relative entry says it explicitly (and lint tools ask for one).
+    servers: [{ url: '/', description: 'The service that serves this document' }],
     security: [{ bearer: [] }],
     paths: {
       '/v1/calls': {
@@ -138,7 +167,24 @@ export function openApiDocument(): Json {
             { name: 'last_event_id', in: 'query', schema: { type: 'string', pattern: '^\\d+$' }, description: 'for clients that cannot set headers' },
           ],
           responses: {
-            '200': { description: 'The stream', content: { 'text/event-stream': { schema: { type: 'string' }, itemSchema: ref('Envelope') } } },
+            '200': {
+              description: 'The stream',
+              content: {
+                // OpenAPI 3.1 has no schema for the single events of a stream (3.2's `itemSchema`):
+                // the body is a string, and its description says what each event carries.
+                'text/event-stream': {
+                  schema: {
+                    type: 'string',
+                    description:
+                      'Server-Sent Events (UTF-8), written until the client disconnects or the service ends the stream (on shutdown, or when the client does not keep up). ' +
+                      `It opens with \`retry: ${RECONNECT_DELAY_MS}\` (the reconnect delay in ms). ` +
+                      'Each OBS-00 event is `id:` (the resume position), `event:` (the event name) and one `data:` line, the event as JSON: an `Envelope` (see `#/components/schemas/Envelope`). ' +
+                      'A `stream.truncated` event (no `id:`) has `data:` `{"oldest_id": <position>}`: events before that position were missed; re-read `GET /v1/calls/{id}/events`. ' +
+                      '`: ping` comment lines keep an idle connection open.',
+                  },
+                },
+              },
+            },
             ...problems(400, 401),
           },
         },
@@ -198,18 +244,18 @@ export function openApiDocument(): Json {
         bearer: { type: 'http', scheme: 'bearer', description: 'a key from CONTROL_API_KEYS' },
         livekitWebhook: { type: 'apiKey', in: 'header', name: 'Authorization', description: 'LiveKit webhook signature' },
       },
-      schemas: {
-        Session: schema(SessionSchema),
-        SessionList: schema(SessionListSchema),
-        Envelope: schema(EnvelopeSchema),
-        EventList: schema(EventListSchema),
-        CreateCall: schema(CreateCallBody, 'input'),
-        Transfer: schema(TransferBody, 'input'),
-        Empty: schema(EmptyBody, 'input'),
-        Problem: schema(ProblemSchema),
-        WebhookResult: schema(WebhookResultSchema),
-        Status: schema(StatusSchema),
-      },
+      schemas: componentSchemas({
+        Session: { type: SessionSchema, io: 'output' },
+        SessionList: { type: SessionListSchema, io: 'output' },
+        Envelope: { type: EnvelopeSchema, io: 'output' },
+        EventList: { type: EventListSchema, io: 'output' },
+        CreateCall: { type: CreateCallBody, io: 'input' },
+        Transfer: { type: TransferBody, io: 'input' },
+        Empty: { type: EmptyBody, io: 'input' },
+        Problem: { type: ProblemSchema, io: 'output' },
+        WebhookResult: { type: WebhookResultSchema, io: 'output' },
+        Status: { type: StatusSchema, io: 'output' },
+      }),
     },
   };
 }

@@ -1,4 +1,9 @@
 // GET /openapi.json documents every route, and what the routes really answer matches it.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { routesOf } from '../../src/http/app.js';
@@ -15,6 +20,37 @@ afterEach(async () => {
 });
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+interface LintRun {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Redocly's own CLI (the devDependency) on the file, with the repository's redocly.yaml, on the
+ * Node.js that runs the tests. Its usage telemetry and update check are off (no network here), and
+ * it is killed after 15 s so a stuck run fails instead of hanging.
+ */
+function redoclyLint(file: string): Promise<LintRun> {
+  const cli = join(repoRoot, 'node_modules', '.bin', 'redocly');
+  const args = [cli, 'lint', `--config=${join(repoRoot, 'redocly.yaml')}`, '--format=json', file];
+  const env = { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true', NO_COLOR: '1' };
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { cwd: repoRoot, env, timeout: 15_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const failure = error as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
+      resolve({
+        exitCode: failure === null ? 0 : typeof failure.code === 'number' ? failure.code : null,
+        signal: failure?.signal ?? null,
+        stdout,
+        stderr,
+      });
+    });
+  });
+}
 
 /** `/v1/calls/:id` (Koa) → `/v1/calls/{id}` (OpenAPI) */
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z_]+)/g, '{$1}');
@@ -58,6 +94,31 @@ describe('GET /openapi.json', () => {
       ['/readyz', 'get', '503'],
     ];
     for (const [path, method, status] of seen) expect(Object.keys(doc.paths[path]?.[method]?.responses ?? {}), `${method} ${path}`).toContain(status);
+  });
+
+  it("passes Redocly's recommended rules (redocly.yaml) with no error and no warning", async () => {
+    const served = await h.api('/openapi.json', { key: null });
+    expect(served.status).toBe(200);
+    const dir = await mkdtemp(join(tmpdir(), 'cp-openapi-'));
+    try {
+      const file = join(dir, 'openapi.json');
+      await writeFile(file, await served.text());
+      const run = await redoclyLint(file);
+      const output = `exit ${String(run.exitCode)} ${String(run.signal ?? '')}\n${run.stdout}\n${run.stderr}`;
+      expect(run.signal, output).toBeNull();
+      let report: { totals: { errors: number; warnings: number }; problems: { ruleId: string; message: string }[] };
+      try {
+        report = JSON.parse(run.stdout) as typeof report;
+      } catch {
+        expect.fail(`redocly lint gave no JSON report:\n${output}`);
+      }
+      const problems = report.problems.map((p) => `${p.ruleId}: ${p.message}`);
+      expect(problems, output).toEqual([]);
+      expect(report.totals, output).toMatchObject({ errors: 0, warnings: 0 });
+      expect(run.exitCode, output).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
