@@ -22,8 +22,13 @@ import type {
   TimerName,
 } from './call.types.js';
 
-/** The machine id is its version: a persisted state is never renamed or removed. */
+/**
+ * The machine id is its version: a persisted state is never renamed or removed. Stored calls
+ * name the version that wrote them, and the runtime refuses to restore another one.
+ */
 export const CALL_MACHINE_ID = 'call-v1';
+/** A top-level state, as a transition target from inside a nested state. */
+const top = (state: string): string => `#${CALL_MACHINE_ID}.${state}`;
 
 function notProvided(kind: string, name: string): () => never {
   return () => {
@@ -144,7 +149,7 @@ export const callMachine = setup({
             // The dial result decides an attempt's outcome (not webhooks, SPEC §3).
             'dial.answered': {
               guard: 'isCurrentAttempt',
-              target: '#call-v1.connected',
+              target: top('connected'),
               actions: ['markAnswered', { type: 'emit', params: { event: 'call.started' } }],
             },
             'dial.failed': [
@@ -159,18 +164,18 @@ export const callMachine = setup({
               },
               {
                 guard: and(['isCurrentAttempt', 'isCalleeOutcome']),
-                target: '#call-v1.ended',
+                target: top('ended'),
                 actions: ['endFromDialFailure', { type: 'emit', params: { event: 'call.error' } }],
               },
               {
                 guard: 'isCurrentAttempt',
-                target: '#call-v1.failed',
+                target: top('failed'),
                 actions: ['endFromDialFailure', { type: 'emit', params: { event: 'call.error' } }],
               },
             ],
             'timer.ring_deadline': {
               guard: { type: 'deadlineReached', params: { timer: 'ring' } },
-              target: '#call-v1.ended',
+              target: top('ended'),
               actions: [
                 { type: 'command', params: { command: 'hangUp' } },
                 { type: 'endWith', params: { reason: 'no_answer' } },

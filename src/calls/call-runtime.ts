@@ -4,6 +4,7 @@
 // the events published and the chart's commands carried out. A commit that fails leaves the
 // stored call as it was and drops the in-memory actor, so the next event starts from the store.
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { CALL_MACHINE_ID } from '../../machines/call.machine.js';
 import type { CallEvent, CallInput, TimerName } from '../../machines/call.types.js';
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { EventBus } from '../obs/event-bus.js';
@@ -64,6 +65,22 @@ export interface CallEvents {
   send(sessionId: string, event: IncomingEvent): Promise<SendResult>;
 }
 
+/**
+ * A stored call written by another version of the chart: its snapshot cannot be restored into
+ * this one. Versions are never changed in place; a new version comes with a migration here.
+ */
+export class MachineVersionError extends Error {
+  constructor(sessionId: string, stored: string) {
+    super(`call ${sessionId} was stored by chart ${stored}; this service runs ${CALL_MACHINE_ID} and has no migration from it`);
+    this.name = 'MachineVersionError';
+  }
+}
+
+/** The chart that wrote a record; records from before records named it are `call-v1`. */
+function machineOf(record: CallRecord): string {
+  return (record as Partial<CallRecord>).machine ?? 'call-v1';
+}
+
 /** An action or guard of the chart threw: a defect, reported without taking the process down. */
 export class CallLogicError extends Error {
   constructor(sessionId: string, options: { cause: unknown }) {
@@ -118,6 +135,7 @@ export class CallRuntime implements CallEvents {
       const effects = this.collect(input.sessionId, () => live.actor.start());
       const blank: CallRecord = {
         id: input.sessionId,
+        machine: CALL_MACHINE_ID,
         state: 'queued',
         context: live.actor.getSnapshot().context,
         snapshot: live.actor.getPersistedSnapshot(),
@@ -197,6 +215,7 @@ export class CallRuntime implements CallEvents {
     if (cached && record && cached.record.version === record.version) return cached;
     if (cached) this.evict(sessionId, cached);
     if (!record || isFinalState(record.state)) return record;
+    if (machineOf(record) !== CALL_MACHINE_ID) throw new MachineVersionError(sessionId, machineOf(record));
     // Restored from the store: xstate re-arms no timers, so they are armed from the context.
     const live = this.spawn({ record });
     live.actor.start();
@@ -268,6 +287,7 @@ export class CallRuntime implements CallEvents {
     }
     const record: CallRecord = {
       id,
+      machine: CALL_MACHINE_ID,
       state,
       context: snapshot.context,
       snapshot: live.actor.getPersistedSnapshot(),

@@ -7,6 +7,11 @@ import type { ObsEnvelope } from '../obs/envelope.js';
 
 export interface CallRecord {
   id: string;
+  /**
+   * The id of the chart that wrote `snapshot` (its version, e.g. `call-v1`). Records stored
+   * before records named it were all written by `call-v1`.
+   */
+  machine: string;
   state: CallState;
   /** the chart's context, kept beside the snapshot for lookups and the API */
   context: CallContext;

@@ -1,11 +1,53 @@
 // The call runtime: one actor per live call, commit-then-publish, timers from deadlines, and a
 // defect in one call never reaching the others or the process.
 import { describe, expect, it } from 'vitest';
-import { CallLogicError } from '../../src/calls/call-runtime.js';
+import { CallLogicError, CallRuntime, MachineVersionError } from '../../src/calls/call-runtime.js';
+import { createEventBus } from '../../src/obs/event-bus.js';
+import { createLogger } from '../../src/obs/logger.js';
+import type { CallStore } from '../../src/store/call-store.port.js';
 import { StoreUnavailableError } from '../../src/store/errors.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
 
+/** Another process on the same store: nothing cached, every call restored from its record. */
+function freshRuntime(store: CallStore, harness: ReturnType<typeof createCallHarness>): CallRuntime {
+  return new CallRuntime({
+    store,
+    bus: createEventBus(),
+    logger: createLogger({ level: 'silent' }),
+    clock: harness.clock,
+    scheduler: harness.scheduler,
+    newId: () => 'fresh-id',
+    commands: () => undefined,
+  });
+}
+
 describe('CallRuntime', () => {
+  it('stores the chart version with every call and refuses to restore a call of another version', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    await runtime.create(inboundInput());
+    const stored = await store.get('call-in-1');
+    expect(stored?.machine).toBe('call-v1');
+
+    // The same call as a future chart would have stored it.
+    await store.commit({ ...(stored as NonNullable<typeof stored>), machine: 'call-v9', version: 2 }, []);
+    const other = freshRuntime(store, harness);
+    const failure = await other.send('call-in-1', { type: 'api.hangup' }).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(MachineVersionError);
+    expect((failure as Error).message).toBe('call call-in-1 was stored by chart call-v9; this service runs call-v1 and has no migration from it');
+    expect(await store.get('call-in-1')).toMatchObject({ machine: 'call-v9', state: 'ringing', version: 2 });
+  });
+
+  it('restores a call stored before records named their chart as call-v1', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    await runtime.create(inboundInput());
+    const { machine: _machine, ...unversioned } = (await store.get('call-in-1')) as NonNullable<Awaited<ReturnType<typeof store.get>>>;
+    await store.commit({ ...unversioned, version: 2 } as never, []);
+    const other = freshRuntime(store, harness);
+    expect(await other.send('call-in-1', { type: 'livekit.room_finished' })).toMatchObject({ outcome: 'applied', record: { machine: 'call-v1', state: 'ended' } });
+  });
+
   it('finds a live call by room sid, room name and SIP identity, and forgets the indexes when it ends', async () => {
     const { runtime, store } = createCallHarness();
     await runtime.create(inboundInput());

@@ -19,6 +19,7 @@ type ContextPart = Partial<Pick<CallContext, 'roomName' | 'roomSid' | 'sipIdenti
 
 function record(id: string, state: CallState, version = 1, context: ContextPart = {}): CallRecord {
   return {
+    machine: 'call-v1',
     id,
     state,
     version,

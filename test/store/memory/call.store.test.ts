@@ -8,6 +8,7 @@ import type { CallState } from '../../../machines/call.types.js';
 
 function record(id: string, state: CallState, version = 1): CallRecord {
   return {
+    machine: 'call-v1',
     id,
     state,
     version,
