@@ -11,7 +11,7 @@
 import type { CallError } from '../../machines/call.types.js';
 import { classifyError } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
-import type { Logger } from '../obs/logger.js';
+import { callLogger, type Logger } from '../obs/logger.js';
 import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
 import type { Clock } from '../calls/timers.js';
@@ -91,7 +91,7 @@ export function createReconciler(options: ReconcilerOptions) {
       try {
         if (record.state === 'queued') {
           if (record.context.createdAt <= listedAt - settleMs && (await options.admission.ensureWaiting(id))) {
-            logger.warn({ session_id: id }, 'reconciliation put a queued call back in line for a dial slot');
+            callLogger(logger, id).warn('reconciliation put a queued call back in line for a dial slot');
           }
           continue;
         }
@@ -106,11 +106,11 @@ export function createReconciler(options: ReconcilerOptions) {
           if (!participants.some((p) => p.identity === record.context.sipIdentity)) what = 'participant';
         }
         if (what && (await runtime.send(id, { type: 'reconcile.gone', what })).outcome === 'applied') {
-          logger.warn({ session_id: id, gone: what }, 'reconciliation ended a call whose LiveKit room or phone leg is gone');
+          callLogger(logger, id).warn({ gone: what }, 'reconciliation ended a call whose LiveKit room or phone leg is gone');
           report.ended++;
         }
       } catch (err) {
-        logger.warn({ err, session_id: id }, 'reconciliation could not check a call');
+        callLogger(logger, id).warn({ err }, 'reconciliation could not check a call');
       }
     }
     return report;

@@ -4,7 +4,7 @@
 // queue itself is bounded. The queue, the slots and the bucket live in a DialQueue: in memory for
 // one process, in Redis when replicas share the work.
 import type { ObsEnvelope } from '../obs/envelope.js';
-import type { Logger } from '../obs/logger.js';
+import { callLogger, type Logger } from '../obs/logger.js';
 import type { Clock, Scheduler } from '../calls/timers.js';
 import type { AdmissionLimits, DialQueue } from '../store/dial-queue.port.js';
 
@@ -63,7 +63,7 @@ export class Admission {
     this.options.queue
       .release(id)
       .then((released) => (released ? this.pump() : this.options.queue.remove(id)))
-      .catch((err: unknown) => this.options.logger.error({ err, session_id: id }, 'dial slot could not be released'));
+      .catch((err: unknown) => callLogger(this.options.logger, id).error({ err }, 'dial slot could not be released'));
   }
 
   stop(): void {
@@ -106,7 +106,7 @@ export class Admission {
         taken = await this.options.grant(next.id);
       } catch (err) {
         // The call could not be told (store down): it waits again, and admission tries later.
-        this.options.logger.error({ err, session_id: next.id }, 'dial slot could not be granted; the call waits again');
+        callLogger(this.options.logger, next.id).error({ err }, 'dial slot could not be granted; the call waits again');
         await this.options.queue.release(next.id);
         await this.options.queue.push(next.id);
         this.options.scheduler.schedule(WAKE_KEY, this.options.clock.now() + RETRY_MS, () => this.pump());
