@@ -19,7 +19,8 @@ import { createApp } from './http/app.js';
 import type { LiveKitPort } from './livekit/livekit.port.js';
 import { createEventBus, type EventBus } from './obs/event-bus.js';
 import { EventStream } from './obs/event-stream.js';
-import { createMetrics, instrumentLiveKit, type Metrics } from './obs/metrics.js';
+import { instrumentLiveKit } from './livekit/instrumented.js';
+import { createMetrics, type Metrics } from './obs/metrics.js';
 import type { Logger } from './obs/logger.js';
 
 export interface ServiceDeps {

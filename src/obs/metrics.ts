@@ -2,11 +2,8 @@
 // Control API outcomes, and the latency of every LiveKit API call (CP-02) with its CP-04 category.
 // Each createMetrics() has its own Registry, never prom-client's global one: tests build many
 // services in one process.
-import Router from '@koa/router';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CallState } from '../../machines/call.types.js';
-import { classifyError, type Operation } from '../errors/classify.js';
-import type { LiveKitPort } from '../livekit/livekit.port.js';
 import type { ObsEnvelope } from './envelope.js';
 
 export type WebhookOutcome =
@@ -52,13 +49,11 @@ export interface Metrics {
   webhook(outcome: WebhookOutcome): void;
   /** Control API requests: method, route template (e.g. '/v1/calls/:id'), status, duration. */
   httpRequest(method: string, route: string, status: number, seconds: number): void;
+  /** A LiveKit API call: port method, 'ok' or the CP-04 category of its error, duration. */
+  livekitRequest(method: string, outcome: string, seconds: number): void;
   /** Where the live-actor and armed-timer gauges read this process's counts. */
   watchRuntime(stats: () => { liveActors: number; armedTimers: number }): void;
 }
-
-type LiveKitObserver = (method: string, outcome: string, seconds: number) => void;
-/** The LiveKit latency histogram of each Metrics, for instrumentLiveKit; not part of the API. */
-const livekitObservers = new WeakMap<Metrics, LiveKitObserver>();
 
 export interface MetricsOptions {
   /** Prefix of every metric name; default 'control_plane_'. */
@@ -228,78 +223,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       httpRequests.inc({ method: m, route: r, status: statusLabel(status) });
       httpDuration.observe({ method: m, route: r }, seconds(duration));
     },
+    livekitRequest(method, outcome, duration) {
+      livekitDuration.observe({ method: label(method), outcome: label(outcome) }, seconds(duration));
+    },
     watchRuntime(stats) {
       runtimeStats = stats;
     },
   };
-  livekitObservers.set(metrics, (method, outcome, duration) => {
-    livekitDuration.observe({ method: label(method), outcome: label(outcome) }, seconds(duration));
-  });
   return metrics;
-}
-
-/** The CP-04 operation of a LiveKitPort method, for classifyError. */
-export function operationFor(method: keyof LiveKitPort): Operation {
-  switch (method) {
-    case 'dial':
-      return 'dial';
-    case 'dispatchAgent':
-      return 'dispatch';
-    case 'deleteRoom':
-      return 'hangup';
-    case 'transfer':
-      return 'transfer';
-    case 'listParticipants':
-    case 'listRooms':
-      return 'lookup';
-  }
-}
-
-/**
- * Wraps every method of a LiveKitPort to time it into `livekit_request_duration_seconds`
- * (label `method` = port method name, `outcome` = 'ok' or the CP-04 category of the error).
- * Results and errors pass through unchanged (the very same objects).
- */
-export function instrumentLiveKit(port: LiveKitPort, metrics: Metrics): LiveKitPort {
-  const found = livekitObservers.get(metrics);
-  if (!found) throw new TypeError('instrumentLiveKit needs a Metrics made by createMetrics()');
-  const record: LiveKitObserver = found;
-  async function timed<T>(method: keyof LiveKitPort, call: () => Promise<T>): Promise<T> {
-    const start = performance.now();
-    const elapsed = () => (performance.now() - start) / 1000;
-    let value: T;
-    try {
-      value = await call();
-    } catch (err) {
-      record(method, classifyError(err, operationFor(method)).category, elapsed());
-      throw err;
-    }
-    record(method, 'ok', elapsed());
-    return value;
-  }
-
-  // Listed one by one: a method added to the port fails to compile here until it is timed too.
-  return {
-    dial: (request) => timed('dial', () => port.dial(request)),
-    dispatchAgent: (roomName, agentName, metadata) =>
-      timed('dispatchAgent', () => port.dispatchAgent(roomName, agentName, metadata)),
-    deleteRoom: (roomName) => timed('deleteRoom', () => port.deleteRoom(roomName)),
-    transfer: (roomName, participantIdentity, transferTo) =>
-      timed('transfer', () => port.transfer(roomName, participantIdentity, transferTo)),
-    listParticipants: (roomName) => timed('listParticipants', () => port.listParticipants(roomName)),
-    listRooms: () => timed('listRooms', () => port.listRooms()),
-  };
-}
-
-/** `GET /metrics`: the Prometheus text exposition of this Metrics' registry. */
-export function metricsRoutes(metrics: Metrics): Router {
-  const router = new Router();
-  router.get('/metrics', async (ctx) => {
-    const body = await metrics.registry.metrics();
-    ctx.set('Cache-Control', 'no-store');
-    // Set before the body, so Koa keeps it instead of guessing text/plain; charset=utf-8.
-    ctx.set('Content-Type', metrics.registry.contentType);
-    ctx.body = body;
-  });
-  return router;
 }

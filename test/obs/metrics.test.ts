@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import type { CallState, Direction, ObsEventName } from '../../machines/call.types.js';
 import type { DialRequest, LiveKitPort } from '../../src/livekit/livekit.port.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { createMetrics, instrumentLiveKit, metricsRoutes, operationFor, type Metrics } from '../../src/obs/metrics.js';
+import { metricsRoutes } from '../../src/http/metrics.routes.js';
+import { instrumentLiveKit, operationFor } from '../../src/livekit/instrumented.js';
+import { createMetrics, type Metrics } from '../../src/obs/metrics.js';
 
 // ---- Exposition text parsing ------------------------------------------------------------------
 
