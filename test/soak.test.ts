@@ -109,6 +109,8 @@ async function soak(seconds: number, options: { injectLeak?: boolean } = {}): Pr
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;
   const probe = await connectHeapProbe(await inspectorUrl(child));
+  /** set when the run ends, also by a failure or a timeout: the workers stop before the service does */
+  let stop = false;
   child.stderr?.resume(); // the rest of stderr is not read
   try {
     for (let i = 0; ; i++) {
@@ -120,7 +122,6 @@ async function soak(seconds: number, options: { injectLeak?: boolean } = {}): Pr
       fetch(`${url}${path}`, { ...init, headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json', ...init.headers } });
 
     let calls = 0;
-    let stop = false;
     const worker = async (w: number) => {
       for (let i = 0; !stop; i++) {
         const n = w * 1_000_000 + i;
@@ -168,6 +169,7 @@ async function soak(seconds: number, options: { injectLeak?: boolean } = {}): Pr
     const text = await (await fetch(`${url}/metrics`)).text();
     return { calls, seconds: ranSeconds, samples, liveActors: gauge(text, 'control_plane_live_actors'), armedTimers: gauge(text, 'control_plane_armed_timers') };
   } finally {
+    stop = true;
     probe.close();
     child.kill('SIGTERM');
     await exited;
