@@ -1,6 +1,8 @@
 // `npm start`, the production entry point: starts in seconds against a LiveKit (here the
-// stand-in), serves, and drains on SIGTERM. Configuration errors are covered in config.test.ts.
-import { spawn } from 'node:child_process';
+// stand-in), serves, and drains on SIGTERM; a bad configuration stops it with one line. What
+// counts as a bad configuration is covered in config.test.ts.
+import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startLiveKitStandIn, type LiveKitStandIn } from '../dev/livekit-standin.js';
@@ -52,4 +54,23 @@ describe('npm start (src/main.ts)', () => {
     expect(text).not.toContain(standIn.apiSecret);
     expect(text).not.toContain('main-test-key-0123456789');
   }, 30_000);
+
+  it('exits non-zero with exactly one stderr line naming LIVEKIT_URL when LIVEKIT_URL is missing', () => {
+    const started = Date.now();
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: join(import.meta.dirname, '..'),
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(result.error).toBeUndefined();
+    expect(result.signal).toBeNull();
+    expect(result.status).not.toBe(0);
+    expect(result.status).not.toBeNull();
+    expect(Date.now() - started).toBeLessThan(20_000);
+    const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('LIVEKIT_URL');
+    expect(result.stdout).toBe('');
+  });
 });

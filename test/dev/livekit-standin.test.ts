@@ -1,28 +1,10 @@
 // Tests of the LiveKit stand-in itself, driven through the real livekit-server-sdk clients.
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DisconnectReason, ParticipantInfo_Kind } from '@livekit/protocol';
-import {
-  AccessToken,
-  AgentDispatchClient,
-  RoomServiceClient,
-  ServerError,
-  SipCallError,
-  SipClient,
-  WebhookEvent,
-  WebhookReceiver,
-} from 'livekit-server-sdk';
+import { AccessToken, AgentDispatchClient, RoomServiceClient, ServerError, SipCallError, SipClient } from 'livekit-server-sdk';
 import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
-import { createWebhookSender, postWebhook, signWebhook, webhookHeaders, type WebhookSender } from '../../dev/webhook-sender.js';
-import {
-  agentParticipant,
-  roomJson,
-  sipParticipant,
-  standardParticipant,
-  webhookEvents,
-  type WebhookEventJson,
-} from '../../dev/webhook-events.js';
+import { agentParticipant, sipParticipant, standardParticipant } from '../../dev/webhook-events.js';
+import { startWebhookReceiver } from '../support/webhook-receiver.js';
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
@@ -47,58 +29,7 @@ function clients(s: LiveKitStandIn, requestTimeout?: number) {
   };
 }
 
-interface Received {
-  body: string;
-  headers: IncomingHttpHeaders;
-  event?: WebhookEvent;
-  verifyError?: string;
-  startedAt: number;
-  endedAt: number;
-}
-
-/** A tiny webhook endpoint that verifies every delivery with the SDK's WebhookReceiver. */
-async function startReceiver(
-  apiKey: string,
-  apiSecret: string,
-  respond: (index: number, body: string) => number | Promise<number> = () => 200,
-) {
-  const verifier = new WebhookReceiver(apiKey, apiSecret);
-  const received: Received[] = [];
-  let inFlight = 0;
-  let maxInFlight = 0;
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', async () => {
-      inFlight += 1;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      const startedAt = Date.now();
-      const body = Buffer.concat(chunks).toString('utf8');
-      const entry: Received = { body, headers: req.headers, startedAt, endedAt: 0 };
-      received.push(entry);
-      try {
-        entry.event = await verifier.receive(body, req.headers.authorization);
-      } catch (error) {
-        entry.verifyError = error instanceof Error ? error.message : String(error);
-      }
-      const status = entry.verifyError ? 401 : await respond(received.length - 1, body);
-      entry.endedAt = Date.now();
-      inFlight -= 1;
-      res.writeHead(status, { 'Content-Type': 'text/plain' }).end(String(status));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/webhook`,
-    received,
-    get maxInFlight() {
-      return maxInFlight;
-    },
-    events: () => received.map((r) => r.event?.event),
-  };
-}
+const startReceiver = (apiKey: string, apiSecret: string) => startWebhookReceiver(cleanups, apiKey, apiSecret);
 
 async function caught(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -107,15 +38,6 @@ async function caught(promise: Promise<unknown>): Promise<unknown> {
     return error;
   }
   throw new Error('expected the promise to reject');
-}
-
-/** a URL nobody listens on: a port just released by a throwaway server */
-async function closedPortUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `http://127.0.0.1:${port}/webhook`;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -473,187 +395,5 @@ describe('webhooks sent by the simulated server', () => {
       ['agent-1', DisconnectReason.PARTICIPANT_REMOVED],
       ['sip_+15551112222', DisconnectReason.CLIENT_INITIATED],
     ]);
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-// webhook sender
-
-describe('the webhook sender', () => {
-  const apiKey = 'APIkey123';
-  const apiSecret = 'a-webhook-secret-that-is-long-enough';
-
-  function sender(url: string): WebhookSender {
-    const created = createWebhookSender({ url, apiKey, apiSecret, retryDelaysMs: [20, 20, 20, 20] });
-    cleanups.push(() => created.close());
-    return created;
-  }
-
-  it('retries a 503 with the identical bytes and Authorization, until the receiver accepts', async () => {
-    const receiver = await startReceiver(apiKey, apiSecret, (i) => (i < 2 ? 503 : 200));
-
-    const result = await sender(receiver.url).send(webhookEvents.roomStarted(roomJson('r1')));
-
-    expect(result).toMatchObject({ status: 200, attempts: 3 });
-    expect(result.error).toBeUndefined();
-    const [first, ...retries] = receiver.received;
-    for (const retry of retries) {
-      expect(retry.body).toBe(first?.body);
-      expect(retry.headers.authorization).toBe(first?.headers.authorization);
-    }
-  });
-
-  it('stops at a 400 and gives up after five attempts of 500', async () => {
-    const refusing = await startReceiver(apiKey, apiSecret, () => 400);
-    const failing = await startReceiver(apiKey, apiSecret, () => 500);
-    const notImplemented = await startReceiver(apiKey, apiSecret, () => 501);
-
-    const refused = await sender(refusing.url).send(webhookEvents.roomStarted(roomJson('r2')));
-    const failed = await sender(failing.url).send(webhookEvents.roomStarted(roomJson('r2')));
-    const final = await sender(notImplemented.url).send(webhookEvents.roomStarted(roomJson('r2')));
-
-    expect(refused).toMatchObject({ status: 400, attempts: 1, error: 'HTTP 400' });
-    expect(failed).toMatchObject({ status: 500, attempts: 5 });
-    expect(failed.error).toMatch(/gave up/);
-    expect(final).toMatchObject({ status: 501, attempts: 1 });
-  });
-
-  it('retries connection errors and reports them when it gives up', async () => {
-    const result = await sender(await closedPortUrl()).send(webhookEvents.roomStarted(roomJson('r3')));
-
-    expect(result.status).toBeNull();
-    expect(result.attempts).toBe(5);
-    expect(result.error).toMatch(/^gave up: fetch failed/);
-  });
-
-  it('delivers the events of one room in order, one at a time, even when the receiver is slow', async () => {
-    const receiver = await startReceiver(apiKey, apiSecret, async (i) => {
-      await sleep(i === 0 ? 120 : 10);
-      return 200;
-    });
-    const webhooks = sender(receiver.url);
-    const room = roomJson('slow-room');
-    const p = sipParticipant({ phoneNumber: '+15550000001' });
-    const events = [
-      webhookEvents.roomStarted(room),
-      webhookEvents.participantJoined(room, p),
-      webhookEvents.trackPublished(room, p),
-      webhookEvents.trackUnpublished(room, p),
-      webhookEvents.participantLeft(room, p, 'CLIENT_INITIATED'),
-      webhookEvents.roomFinished(room),
-    ];
-
-    const results = await Promise.all(events.map((e) => webhooks.send(e)));
-
-    expect(results.every((r) => r.status === 200)).toBe(true);
-    expect(receiver.received.map((r) => r.event?.id)).toEqual(events.map((e) => e.id));
-    expect(receiver.maxInFlight).toBe(1);
-  });
-
-  it('runs the queues of different rooms independently', async () => {
-    const receiver = await startReceiver(apiKey, apiSecret, async (_i, body) => {
-      await sleep(body.includes('"slow"') ? 200 : 0);
-      return 200;
-    });
-    const webhooks = sender(receiver.url);
-
-    const slow = webhooks.send(webhookEvents.roomStarted(roomJson('slow')));
-    await sleep(20);
-    await webhooks.send(webhookEvents.roomStarted(roomJson('fast')));
-    const fastDoneAt = Date.now();
-    await slow;
-
-    expect(receiver.received.find((r) => r.event?.room?.name === 'slow')?.endedAt).toBeGreaterThan(fastDoneAt - 5);
-    await webhooks.idle();
-    expect(webhooks.deliveries).toHaveLength(2);
-  });
-
-  it('signs so that WebhookReceiver accepts the body, and rejects a tampered digest or an expired token', async () => {
-    const receiver = new WebhookReceiver(apiKey, apiSecret);
-    const body = JSON.stringify(webhookEvents.roomStarted(roomJson('r4')));
-
-    const event = await receiver.receive(body, await signWebhook(body, { apiKey, apiSecret }));
-    expect(event.event).toBe('room_started');
-
-    const tampered = await signWebhook(body, { apiKey, apiSecret, sha256: 'AAAA' });
-    await expect(receiver.receive(body, tampered)).rejects.toThrow('sha256 checksum of body does not match');
-    const expired = await signWebhook(body, { apiKey, apiSecret, nowS: Math.floor(Date.now() / 1000) - 3600 });
-    await expect(receiver.receive(body, expired)).rejects.toThrow();
-  });
-
-  it('posts raw bodies and headers for bad-input tests', async () => {
-    const receiver = await startReceiver(apiKey, apiSecret);
-
-    const response = await postWebhook(receiver.url, '{}', webhookHeaders('not-a-jwt'));
-
-    expect(response.status).toBe(401);
-    expect(receiver.received[0]?.verifyError).toBeDefined();
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-// event builders
-
-describe('the webhook event builders', () => {
-  const room = roomJson('builders-room');
-  const sip = sipParticipant({
-    phoneNumber: '+15557654321',
-    trunkPhoneNumber: '+15550001111',
-    callStatus: 'ringing',
-    ruleId: 'SDR_abc',
-    attributes: { 'sip.h.x-custom': 'yes' },
-  });
-  const agent = agentParticipant({ agentName: 'phone-agent' });
-  const web = standardParticipant({ identity: 'web-user' });
-  const all: Record<string, WebhookEventJson> = {
-    roomStarted: webhookEvents.roomStarted(room),
-    roomFinished: webhookEvents.roomFinished(room),
-    participantJoined: webhookEvents.participantJoined(room, sip),
-    agentJoined: webhookEvents.participantJoined(room, agent),
-    webJoined: webhookEvents.participantJoined(room, web),
-    participantLeft: webhookEvents.participantLeft(room, sip, 'CLIENT_INITIATED'),
-    participantLeftUnknown: webhookEvents.participantLeft(room, sip),
-    connectionAborted: webhookEvents.participantConnectionAborted(room, sip, 'CONNECTION_TIMEOUT'),
-    trackPublished: webhookEvents.trackPublished(room, sip),
-    trackUnpublished: webhookEvents.trackUnpublished(room, sip),
-  };
-
-  it('produces JSON that WebhookEvent.fromJson parses strictly, for every builder', () => {
-    for (const [name, json] of Object.entries(all)) {
-      expect(() => WebhookEvent.fromJson(JSON.parse(JSON.stringify(json))), name).not.toThrow();
-    }
-  });
-
-  it('uses LiveKit ids, string int64s, enum names and omits zero values', () => {
-    const joined = WebhookEvent.fromJson(JSON.parse(JSON.stringify(all.participantJoined)));
-    expect(all.participantJoined?.id).toMatch(/^EV_[A-Za-z0-9]{12}$/);
-    expect(all.participantJoined?.createdAt).toMatch(/^\d{10}$/);
-    expect(joined.createdAt).toBeTypeOf('bigint');
-    expect(joined.participant?.kind).toBe(ParticipantInfo_Kind.SIP);
-    expect(joined.participant?.sid).toMatch(/^PA_/);
-    expect(joined.room?.sid).toMatch(/^RM_/);
-    expect(all.webJoined?.participant).not.toHaveProperty('kind');
-    expect(all.agentJoined?.participant?.kind).toBe('AGENT');
-    expect(all.participantLeft?.participant?.disconnectReason).toBe('CLIENT_INITIATED');
-    expect(all.participantLeftUnknown?.participant).not.toHaveProperty('disconnectReason');
-  });
-
-  it('names the SIP attributes as LiveKit does', () => {
-    expect(sip.identity).toBe('sip_+15557654321');
-    expect(sip.attributes).toEqual({
-      'sip.callID': expect.stringMatching(/^SCL_/),
-      'sip.callStatus': 'ringing',
-      'sip.phoneNumber': '+15557654321',
-      'sip.trunkPhoneNumber': '+15550001111',
-      'sip.trunkID': expect.stringMatching(/^ST_/),
-      'sip.ruleID': 'SDR_abc',
-      'sip.h.x-custom': 'yes',
-    });
-  });
-
-  it('gives track events a bare participant and an audio track', () => {
-    expect(all.trackPublished?.participant).toEqual({ sid: sip.sid, identity: sip.identity });
-    expect(all.trackPublished?.room).toEqual({ sid: room.sid, name: room.name });
-    expect(all.trackPublished?.track).toMatchObject({ sid: expect.stringMatching(/^TR_/), type: 'AUDIO', source: 'MICROPHONE' });
   });
 });

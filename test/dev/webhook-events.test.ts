@@ -1,0 +1,69 @@
+// The webhook event builders of dev/: JSON as LiveKit sends it, which the SDK parses strictly.
+import { describe, expect, it } from 'vitest';
+import { ParticipantInfo_Kind } from '@livekit/protocol';
+import { WebhookEvent } from 'livekit-server-sdk';
+import { agentParticipant, roomJson, sipParticipant, standardParticipant, webhookEvents, type WebhookEventJson } from '../../dev/webhook-events.js';
+
+describe('the webhook event builders', () => {
+  const room = roomJson('builders-room');
+  const sip = sipParticipant({
+    phoneNumber: '+15557654321',
+    trunkPhoneNumber: '+15550001111',
+    callStatus: 'ringing',
+    ruleId: 'SDR_abc',
+    attributes: { 'sip.h.x-custom': 'yes' },
+  });
+  const agent = agentParticipant({ agentName: 'phone-agent' });
+  const web = standardParticipant({ identity: 'web-user' });
+  const all: Record<string, WebhookEventJson> = {
+    roomStarted: webhookEvents.roomStarted(room),
+    roomFinished: webhookEvents.roomFinished(room),
+    participantJoined: webhookEvents.participantJoined(room, sip),
+    agentJoined: webhookEvents.participantJoined(room, agent),
+    webJoined: webhookEvents.participantJoined(room, web),
+    participantLeft: webhookEvents.participantLeft(room, sip, 'CLIENT_INITIATED'),
+    participantLeftUnknown: webhookEvents.participantLeft(room, sip),
+    connectionAborted: webhookEvents.participantConnectionAborted(room, sip, 'CONNECTION_TIMEOUT'),
+    trackPublished: webhookEvents.trackPublished(room, sip),
+    trackUnpublished: webhookEvents.trackUnpublished(room, sip),
+  };
+
+  it('produces JSON that WebhookEvent.fromJson parses strictly, for every builder', () => {
+    for (const [name, json] of Object.entries(all)) {
+      expect(() => WebhookEvent.fromJson(JSON.parse(JSON.stringify(json))), name).not.toThrow();
+    }
+  });
+
+  it('uses LiveKit ids, string int64s, enum names and omits zero values', () => {
+    const joined = WebhookEvent.fromJson(JSON.parse(JSON.stringify(all.participantJoined)));
+    expect(all.participantJoined?.id).toMatch(/^EV_[A-Za-z0-9]{12}$/);
+    expect(all.participantJoined?.createdAt).toMatch(/^\d{10}$/);
+    expect(joined.createdAt).toBeTypeOf('bigint');
+    expect(joined.participant?.kind).toBe(ParticipantInfo_Kind.SIP);
+    expect(joined.participant?.sid).toMatch(/^PA_/);
+    expect(joined.room?.sid).toMatch(/^RM_/);
+    expect(all.webJoined?.participant).not.toHaveProperty('kind');
+    expect(all.agentJoined?.participant?.kind).toBe('AGENT');
+    expect(all.participantLeft?.participant?.disconnectReason).toBe('CLIENT_INITIATED');
+    expect(all.participantLeftUnknown?.participant).not.toHaveProperty('disconnectReason');
+  });
+
+  it('names the SIP attributes as LiveKit does', () => {
+    expect(sip.identity).toBe('sip_+15557654321');
+    expect(sip.attributes).toEqual({
+      'sip.callID': expect.stringMatching(/^SCL_/),
+      'sip.callStatus': 'ringing',
+      'sip.phoneNumber': '+15557654321',
+      'sip.trunkPhoneNumber': '+15550001111',
+      'sip.trunkID': expect.stringMatching(/^ST_/),
+      'sip.ruleID': 'SDR_abc',
+      'sip.h.x-custom': 'yes',
+    });
+  });
+
+  it('gives track events a bare participant and an audio track', () => {
+    expect(all.trackPublished?.participant).toEqual({ sid: sip.sid, identity: sip.identity });
+    expect(all.trackPublished?.room).toEqual({ sid: room.sid, name: room.name });
+    expect(all.trackPublished?.track).toMatchObject({ sid: expect.stringMatching(/^TR_/), type: 'AUDIO', source: 'MICROPHONE' });
+  });
+});
