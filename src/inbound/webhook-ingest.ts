@@ -115,7 +115,8 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
           });
         }
         if (participant.kind !== 'sip') break;
-        return send((await store.findLiveBySipIdentity(participant.identity)) ?? (await store.findLiveByRoom(room)), {
+        // By room first: one number calling twice at once gives two live calls the same identity.
+        return send((await store.findLiveByRoom(room)) ?? (await liveInRoom(await store.findLiveBySipIdentity(participant.identity), room)), {
           type: 'livekit.sip_left',
           participant: ref,
           reason: participant.disconnectReason,
@@ -124,6 +125,12 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     // track_published / track_unpublished are not answer signals (SPEC §3); egress and ingress
     // events and ordinary participants are not about calls.
     return { outcome: 'ignored', sessionId: null };
+  }
+
+  /** The call, if it is of this room (by name: a reopened room has a new sid). */
+  async function liveInRoom(sessionId: string | undefined, room: RoomRef): Promise<string | undefined> {
+    if (!sessionId) return undefined;
+    return (await store.get(sessionId))?.context.roomName === room.name ? sessionId : undefined;
   }
 
   /** LiveKit delivers a room's events one at a time; so does the plane, across requests. */

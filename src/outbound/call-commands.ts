@@ -48,8 +48,8 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
   const pending = new Set<Promise<void>>();
   /** dial commands among `pending` */
   const pendingDials = new Set<Promise<void>>();
-  /** sessions with a dial in flight */
-  const dials = new Set<string>();
+  /** sessions with a dial in flight, and how to stop renewing each one's lease */
+  const dials = new Map<string, () => void>();
 
   const track = (work: Promise<void>): void => {
     pending.add(work);
@@ -65,12 +65,12 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
 
   async function dial(record: CallRecord): Promise<void> {
     const logger = callLogger(options.logger, record.id);
-    dials.add(record.id);
     // The lease tells the other replicas this dial is alive; it lapses if this process dies.
     const lease = () => leases.hold(record.id, DIAL_LEASE_MS).catch((err: unknown) => logger.warn({ err }, 'dial lease could not be renewed'));
     await lease();
     const renew = setInterval(lease, DIAL_LEASE_MS / 3);
     renew.unref();
+    dials.set(record.id, () => clearInterval(renew));
     try {
       await placeDial(record, logger);
     } finally {
@@ -162,7 +162,9 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     }
   }) as CommandRunnerHandle;
   run.handOver = async (waitMs) => {
-    await Promise.allSettled([...dials].map((sessionId) => leases.release(sessionId)));
+    // Renewing stops first: a renewal after the release would take the dial back.
+    for (const stopRenewing of dials.values()) stopRenewing();
+    await Promise.allSettled([...dials.keys()].map((sessionId) => leases.release(sessionId)));
     const others = [...pending].filter((work) => !pendingDials.has(work));
     await Promise.race([Promise.allSettled(others), new Promise((resolve) => setTimeout(resolve, waitMs).unref())]);
   };

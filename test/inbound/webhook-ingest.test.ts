@@ -304,12 +304,9 @@ describe('webhook ingest', () => {
       expect(await t.call(SESSION_ID)).toMatchObject({ state: 'failed', context: { endReason: 'media_failure' } });
     });
 
-    // KNOWN BUG (reported, not fixed here): participant_left of a SIP participant is routed by
-    // its identity before its room, and an inbound caller's identity is `sip_<number>`, which two
-    // calls share when one number calls twice at once (a switchboard's caller ID, `anonymous`).
-    // The caller hanging up in one room ends the OTHER call, and leaves this one ringing.
-    // `it.fails` keeps the suite green while the bug stands; it turns red once it is fixed.
-    it.fails('ends only the call of the room the caller left when the same number calls twice at once', async () => {
+    // An inbound caller's identity is `sip_<number>`, which two calls share when one number calls
+    // twice at once (a switchboard's caller ID, `anonymous`): the room decides which call ends.
+    it('ends only the call of the room the caller left when the same number calls twice at once', async () => {
       const t = setup();
       const second = roomJson(`call-_${CALLER}_def`, 'RM_inbound2');
       const secondId = inboundSessionId({ sid: second.sid, name: second.name }, CALLER_IDENTITY);

@@ -431,12 +431,9 @@ describe('call commands', () => {
       expect(t.sent.map((s) => s.event.type)).toEqual(['dial.answered']);
     });
 
-    // KNOWN BUG (reported, not fixed here): handOver() releases the lease, but the dial's renewal
-    // timer (every DIAL_LEASE_MS / 3 = 5 s) keeps running and holds it again for 15 s, so other
-    // replicas leave the dial alone while the shutting-down one waits for its other commands
-    // (up to 5 s) and for 15 s after it exits. `it.fails` keeps the suite green while the bug
-    // stands; it turns red once it is fixed.
-    it.fails('handOver() keeps the lease of a handed-over dial released while that dial still rings', async () => {
+    // The dial's lease renewal (every DIAL_LEASE_MS / 3 = 5 s) must not take the lease back, or
+    // other replicas would leave the dial alone while this one shuts down and for 15 s after.
+    it('handOver() keeps the lease of a handed-over dial released while that dial still rings', async () => {
       const t = await setup();
       vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
       try {
