@@ -8,14 +8,13 @@
 //   there → the attempt failed (provider_unavailable, retryable), so the chart dials again with
 //   a new participant identity. A dial is never repeated blindly;
 // - a call left `queued` but out of line (its replica died between the two) is put in line.
-import type { CallError } from '../../machines/call.types.js';
+import { isFinalState, type CallError } from '../../machines/call.types.js';
 import { classifyError } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
 import type { Logger } from '../obs/logger.js';
 import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
-import { isFinalState } from '../http/session.js';
 import type { CallRecord, CallStore } from '../store/call-store.port.js';
 
 export interface ReconcilerOptions {

@@ -10,13 +10,13 @@ import { SESSION_ATTRIBUTE } from '../outbound/outbound-calls.js';
 import { VersionConflictError } from '../store/call-store.port.js';
 import type { CallStore, RoomRef } from '../store/call-store.port.js';
 
-export type IngestOutcome =
-  /** the event changed a call (or created one) */
-  | 'applied'
-  /** seen before (LiveKit retried): nothing changes */
-  | 'duplicate'
-  /** not about a call the plane tracks, or not something that changes a call */
-  | 'ignored';
+/**
+ * What became of a webhook: `applied`, it changed a call (or created one); `duplicate`, seen
+ * before (LiveKit retried) and nothing changes; `ignored`, not about a call the plane tracks, or
+ * not something that changes a call.
+ */
+export const INGEST_OUTCOMES = Object.freeze(['applied', 'duplicate', 'ignored'] as const);
+export type IngestOutcome = (typeof INGEST_OUTCOMES)[number];
 
 export interface IngestResult {
   outcome: IngestOutcome;

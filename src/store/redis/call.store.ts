@@ -41,10 +41,9 @@
 // a timer (the embedded store keeps one if a final record still carries a deadline).
 import { createHash, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import type { CallState, Direction } from '../../../machines/call.types.js';
+import { CALL_STATES, DIRECTIONS, isFinalState, type CallState, type Direction } from '../../../machines/call.types.js';
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import { InvalidCursorError } from '../memory/call.store.js';
-import { CALL_STATES, isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
   StoreUnavailableError,
@@ -79,7 +78,6 @@ export interface RedisStoreOptions {
   onIndexError?: (err: unknown, callId: string) => void;
 }
 
-const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
 /** how long an operation waits for a connection attempt that is under way before failing */
 const CONNECT_WAIT_MS = 1000;
 const GC_INTERVAL_MS = 1000;
