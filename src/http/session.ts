@@ -1,5 +1,6 @@
 // The session object of the Control API (SPEC §6), projected from a call's stored record.
 import { CALL_STATES, type CallContext, type CallState, type Direction, type EndReason, type ErrorCategory } from '../../machines/call.types.js';
+import { callDurationS } from '../calls/call.logic.js';
 import { userMessage, type Language } from '../errors/messages.js';
 import type { CallRecord } from '../store/call-store.port.js';
 
@@ -60,10 +61,7 @@ export function toSession(record: CallRecord, language: Language = 'en'): Sessio
     ringing_at: iso(context.ringingAt),
     answered_at: iso(context.answeredAt),
     ended_at: iso(context.endedAt),
-    duration_s:
-      context.answeredAt !== null && context.endedAt !== null
-        ? Math.max(0, Math.round((context.endedAt - context.answeredAt) / 1000))
-        : null,
+    duration_s: callDurationS(context),
     error: context.error
       ? {
           category: context.error.category,
