@@ -2,6 +2,7 @@
 // The input is whatever a livekit-server-sdk call rejected with (ServerError, SipCallError,
 // undici's `TypeError: fetch failed`, an AbortSignal.timeout DOMException) or our own errors.
 import type { CallError, ErrorCategory } from '../../machines/call.types.js';
+import { maskPhoneNumbers } from '../obs/mask.js';
 import { policyFor } from './policy.js';
 
 export type Operation = 'dial' | 'transfer' | 'hangup' | 'dispatch' | 'lookup';
@@ -28,8 +29,6 @@ export class InvalidNumberError extends Error {
 // every piece of text that came from elsewhere passes through here first.
 
 const MAX_DETAIL_LENGTH = 160;
-// A phone number, possibly written with spaces, dashes or brackets: 6+ digits in total.
-const DIGIT_RUN = /\+?\d(?:[\s()-]*\d){5,}/g;
 // Credentials look like long mixed letter/digit tokens (API secrets, JWTs, bearer tokens).
 const TOKEN = /\b(?=[A-Za-z0-9_\-.+/=]*\d)(?=[A-Za-z0-9_\-.+/=]*[A-Za-z])[A-Za-z0-9_\-.+/=]{24,}/g;
 const BEARER = /\b(bearer|authorization|secret|token|password|api[_-]?key)\b(\s*[:=]?\s*)\S+/gi;
@@ -37,11 +36,8 @@ const BEARER = /\b(bearer|authorization|secret|token|password|api[_-]?key)\b(\s*
 /** Removes phone numbers and anything secret-looking from text bound for logs. */
 export function maskSensitive(text: string): string {
   // Bound the regex work; the tail is cut to MAX_DETAIL_LENGTH below anyway.
-  const masked = text
-    .slice(0, 1024)
-    .replace(BEARER, '$1$2***')
-    .replace(TOKEN, '***')
-    .replace(DIGIT_RUN, '***')
+  const secretless = text.slice(0, 1024).replace(BEARER, '$1$2***').replace(TOKEN, '***');
+  const masked = maskPhoneNumbers(secretless, 'none')
     .replace(/[\r\n\t]+/g, ' ')
     .trim();
   return masked.length > MAX_DETAIL_LENGTH ? `${masked.slice(0, MAX_DETAIL_LENGTH)}…` : masked;
