@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import Router from '@koa/router';
 import Koa from 'koa';
 import { WebhookReceiver } from 'livekit-server-sdk';
-import { inboundSessionId } from '../src/inbound/webhook-ingest.js';
+import { inboundSessionId } from '../src/livekit/naming.js';
 import { redisDeployment } from '../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createService, type Service } from '../src/service.js';

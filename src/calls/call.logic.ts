@@ -13,6 +13,7 @@ import type {
   ObsEventName,
 } from '../../machines/call.types.js';
 import { CATEGORY_POLICIES } from '../errors/policy.js';
+import { outboundSipIdentity } from '../livekit/naming.js';
 import { disconnectOutcome } from './disconnect.js';
 
 export type CallEffect =
@@ -113,11 +114,6 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
   }
 }
 
-/** The participant identity of one outbound dial attempt: unique per session and attempt. */
-export function sipIdentityFor(sessionId: string, attempt: number): string {
-  return `sip-${sessionId}-${attempt}`;
-}
-
 export function createCallLogic(sink: EffectSink) {
   return callMachine.provide({
     actions: {
@@ -151,7 +147,7 @@ export function createCallLogic(sink: EffectSink) {
         const attempt = context.attempt + 1;
         return {
           attempt,
-          sipIdentity: sipIdentityFor(context.sessionId, attempt),
+          sipIdentity: outboundSipIdentity(context.sessionId, attempt),
           sipCallId: null,
           dialStartedAt: at,
           deadlines: {

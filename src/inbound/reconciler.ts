@@ -11,6 +11,7 @@
 import { isFinalState, type CallError } from '../../machines/call.types.js';
 import { classifyError } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
+import { SIP_ATTRIBUTES } from '../livekit/naming.js';
 import type { Logger } from '../obs/logger.js';
 import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
@@ -61,12 +62,12 @@ export function createReconciler(options: ReconcilerOptions) {
       throw err;
     });
     const leg = participants.find((p) => p.identity === context.sipIdentity);
-    if (leg?.attributes['sip.callStatus'] === 'active') {
+    if (leg?.attributes[SIP_ATTRIBUTES.callStatus] === 'active') {
       await runtime.send(record.id, {
         type: 'dial.answered',
         attempt: context.attempt,
         participantIdentity: leg.identity,
-        sipCallId: leg.attributes['sip.callID'] ?? null,
+        sipCallId: leg.attributes[SIP_ATTRIBUTES.callId] ?? null,
       });
       report.dialsResolved++;
     } else if (!leg) {

@@ -1,12 +1,11 @@
 // Turns a verified LiveKit webhook into at most one event for one call (CP-02), or a new
 // inbound call. Events of a room are handled one at a time, so a room's first SIP participant
 // creates exactly one session; an event id is applied at most once.
-import { createHash } from 'node:crypto';
 import type { CallSettings } from '../../machines/call.types.js';
+import { inboundSessionId, SESSION_ATTRIBUTE, SIP_ATTRIBUTES } from '../livekit/naming.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
-import { SESSION_ATTRIBUTE } from '../outbound/outbound-calls.js';
 import { VersionConflictError } from '../store/call-store.port.js';
 import type { CallStore, RoomRef } from '../store/call-store.port.js';
 
@@ -30,12 +29,6 @@ export interface WebhookIngestOptions {
   settings: CallSettings;
 }
 
-/** A UUID-shaped id from the LiveKit room (sid when known) and the caller's identity. */
-export function inboundSessionId(room: RoomRef, identity: string): string {
-  const hex = createHash('sha256').update(`inbound:${room.sid ?? room.name}:${identity}`).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-}
-
 /** participant_left and participant_connection_aborted (one that never became active) both mean gone. */
 const LEFT = new Set(['participant_left', 'participant_connection_aborted']);
 
@@ -56,13 +49,13 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     const input = {
       sessionId,
       direction: 'inbound' as const,
-      callerNumber: attributes['sip.phoneNumber'] ?? null,
-      calleeNumber: attributes['sip.trunkPhoneNumber'] ?? null,
+      callerNumber: attributes[SIP_ATTRIBUTES.phoneNumber] ?? null,
+      calleeNumber: attributes[SIP_ATTRIBUTES.trunkPhoneNumber] ?? null,
       roomName: room.name,
       roomSid: room.sid,
       sipIdentity: caller.identity,
-      sipCallId: attributes['sip.callID'] ?? null,
-      sipCallStatus: attributes['sip.callStatus'] ?? null,
+      sipCallId: attributes[SIP_ATTRIBUTES.callId] ?? null,
+      sipCallStatus: attributes[SIP_ATTRIBUTES.callStatus] ?? null,
       agentName: null,
       metadata: null,
       settings,
@@ -100,8 +93,8 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
         return send(sessionId ?? owner, {
           type: 'livekit.sip_joined',
           participant: ref,
-          callStatus: participant.attributes['sip.callStatus'] ?? null,
-          sipCallId: participant.attributes['sip.callID'] ?? null,
+          callStatus: participant.attributes[SIP_ATTRIBUTES.callStatus] ?? null,
+          sipCallId: participant.attributes[SIP_ATTRIBUTES.callId] ?? null,
         });
       }
       default:
