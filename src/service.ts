@@ -125,7 +125,7 @@ export function createService(deps: ServiceDeps): Service {
     },
   });
   runtime.setCommandRunner(commands);
-  const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
+  const ingest = createWebhookIngest({ runtime, store, settings: callSettings(config) });
   const admission = new Admission({
     queue: shared?.dialQueue ?? new MemoryDialQueue(clock),
     pollMs: shared ? ADMISSION_POLL_MS : undefined,

@@ -19,7 +19,10 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Our own validation rejected a number (not E.164) before LiveKit was asked. */
+/**
+ * A number that is not E.164, rejected before LiveKit was asked (SPEC §5: invalid_number). Nothing
+ * in the plane throws it today: the Control API answers 422 to such a `to` before a call exists.
+ */
 export class InvalidNumberError extends Error {
   override name = 'InvalidNumberError';
 }

@@ -4,7 +4,6 @@
 import type { CallSettings } from '../../machines/call.types.js';
 import { inboundSessionId, SESSION_ATTRIBUTE, SIP_ATTRIBUTES } from '../livekit/naming.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
-import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
 import { VersionConflictError } from '../store/call-store.port.js';
 import type { CallStore, RoomRef } from '../store/call-store.port.js';
@@ -25,7 +24,6 @@ export interface IngestResult {
 export interface WebhookIngestOptions {
   runtime: CallRuntime;
   store: CallStore;
-  logger: Logger;
   settings: CallSettings;
 }
 

@@ -23,7 +23,6 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
       const info = await sip.createSipParticipant(request.trunkId, request.to, request.roomName, {
         fromNumber: request.fromNumber,
         participantIdentity: request.participantIdentity,
-        participantName: request.participantName,
         participantAttributes: request.participantAttributes,
         ringingTimeout: request.ringingTimeoutS,
         maxCallDuration: request.maxCallDurationS,
