@@ -140,6 +140,19 @@ function asServerError(err: unknown): ServerErrorView | null {
   };
 }
 
+/**
+ * LiveKit answered that what was asked about (a room, a participant) does not exist: Twirp's
+ * `not_found`, which LiveKit sends with HTTP 404. A 404 without a Twirp code is no such answer
+ * but a wrong LIVEKIT_URL path or a proxy in the way (config_error). Never throws.
+ */
+export function isNotFound(err: unknown): boolean {
+  try {
+    return asServerError(err)?.code === 'not_found';
+  } catch {
+    return false;
+  }
+}
+
 // LiveKit's server says "number" / "phone" / "callee" in its invalid_argument messages about the
 // dialed party; anything else invalid in a dial request is our bug, not the user's number.
 const MENTIONS_NUMBER = /number|phone|callee|call[_\s-]?to|e\.?164/i;
@@ -175,7 +188,7 @@ function twirpCategory(view: ServerErrorView, operation: Operation | undefined):
       return operation === 'dial' || operation === 'transfer' ? 'no_answer' : 'unknown';
     case 'not_found':
       // On a dial this is the outbound trunk; on hangup/lookup the room or participant is gone,
-      // which the caller interprets (an already-ended call is often fine there).
+      // which the caller interprets with isNotFound (an already-ended call is often fine there).
       return 'config_error';
     case 'invalid_argument':
       return operation === 'dial' && MENTIONS_NUMBER.test(view.message) ? 'invalid_number' : 'unknown';

@@ -9,7 +9,7 @@
 //   a new participant identity. A dial is never repeated blindly;
 // - a call left `queued` but out of line (its replica died between the two) is put in line.
 import { isFinalState, type CallError } from '../../machines/call.types.js';
-import { classifyError } from '../errors/classify.js';
+import { isNotFound } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
 import { SIP_ATTRIBUTES } from '../livekit/naming.js';
 import type { Logger } from '../obs/logger.js';
@@ -58,7 +58,7 @@ export function createReconciler(options: ReconcilerOptions) {
     if (context.deadlines.retry !== null || context.dialStartedAt === null) return;
     if (runtime.now() - context.dialStartedAt < settleMs || (await leases.held(record.id))) return;
     const participants = await livekit.listParticipants(context.roomName).catch((err: unknown) => {
-      if (classifyError(err, 'lookup').category === 'config_error') return []; // no such room
+      if (isNotFound(err)) return []; // the room is gone, and the phone leg with it
       throw err;
     });
     const leg = participants.find((p) => p.identity === context.sipIdentity);
