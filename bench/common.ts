@@ -67,6 +67,12 @@ export function markdownTable(headers: readonly string[], rows: readonly (readon
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The value after `--name` on the command line (`--calls 1000`), or `fallback`. */
+export function argument(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
+}
+
 export const BENCH_API_KEY = 'devkey';
 export const BENCH_API_SECRET = 'bench-livekit-secret-0123456789abcdef';
 export const BENCH_CONTROL_KEY = 'bench-control-api-key-0001';

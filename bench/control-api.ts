@@ -18,6 +18,7 @@ import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createService, type Service } from '../src/service.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import {
+  argument,
   BENCH_API_KEY,
   BENCH_API_SECRET,
   BENCH_CONTROL_KEY,
@@ -62,11 +63,6 @@ export interface ControlResult {
   ratio: number;
   callsChecked: number;
   callErrors: number;
-}
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
 function startStandIn(): Promise<{ url: string; child: ChildProcess }> {

@@ -17,6 +17,7 @@ import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import {
+  argument,
   BENCH_API_KEY,
   BENCH_API_SECRET,
   benchConfig,
@@ -55,11 +56,6 @@ export interface MemoryResult {
   reps: number;
   liveCallsChecked: number;
   liveCallErrors: number;
-}
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -17,7 +17,7 @@ import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { callSettings, createService, type Service } from '../src/service.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { useRedis } from '../dev/redis-server.js';
-import { BENCH_API_KEY, BENCH_API_SECRET, benchConfig, fileLogger, finish, fmt, median, out, textTable, verdict } from './common.js';
+import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchConfig, fileLogger, finish, fmt, median, out, textTable, verdict } from './common.js';
 
 export interface RecoveryPair {
   warmSeconds: number;
@@ -37,11 +37,6 @@ export interface RecoveryResult {
   targetSeconds: number;
   callErrors: number;
   firstError: string;
-}
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
 const BATCH = 500;

@@ -16,13 +16,14 @@ import { join } from 'node:path';
 import Router from '@koa/router';
 import Koa from 'koa';
 import { WebhookReceiver } from 'livekit-server-sdk';
-import { inboundSessionId } from '../src/inbound/webhook-ingest.js';
+import { inboundSessionId } from '../src/livekit/naming.js';
 import { createRedisBackend } from '../src/store/redis/backend.js';
 import { createLiveKitAdapter } from '../src/livekit/livekit.adapter.js';
 import { createService, type Service } from '../src/service.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { useRedis, type RedisHandle } from '../dev/redis-server.js';
 import {
+  argument,
   BENCH_API_KEY,
   BENCH_API_SECRET,
   benchConfig,
@@ -67,11 +68,6 @@ export interface IngestResult {
   p99TargetMs: number;
   callsChecked: number;
   callErrors: string[];
-}
-
-function argument(name: string, fallback: string): string {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? (process.argv[index + 1] ?? fallback) : fallback;
 }
 
 const CONNECTIONS = 50;

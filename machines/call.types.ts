@@ -1,51 +1,47 @@
-// Types of the CP-01 call chart: context, input and events. No runtime code lives here.
-// Names are the public contract of ../shared/SPEC.md: clients depend on them.
+// Types of the CP-01 call chart (context, input and events) and the lists of public names they
+// derive from: one `const` list per concept, which the API schemas, the OpenAPI document and the
+// metric labels read too. machines/ imports only xstate and each other, so every list the chart's
+// types need is declared here. Names are the public contract of ../shared/SPEC.md: clients depend
+// on them. Apart from the lists and isFinalState, no runtime code lives here.
 
-/** Public `state` values (SPEC §2): the top-level state of the chart. */
-export type CallState =
-  | 'queued'
-  | 'dialing'
-  | 'ringing'
-  | 'connected'
-  | 'transferring'
-  | 'ending'
-  | 'ended'
-  | 'failed';
+/** Public `state` values (SPEC §2): the top-level states of the chart. */
+export const CALL_STATES = Object.freeze(['queued', 'dialing', 'ringing', 'connected', 'transferring', 'ending', 'ended', 'failed'] as const);
+export type CallState = (typeof CALL_STATES)[number];
 
-export type Direction = 'inbound' | 'outbound';
+/** The states a call never leaves. */
+export const FINAL_STATES = Object.freeze(['ended', 'failed'] as const satisfies readonly CallState[]);
+export type FinalState = (typeof FINAL_STATES)[number];
 
-/** CP-04 error categories (SPEC §5). */
-export type ErrorCategory =
-  | 'busy'
-  | 'no_answer'
-  | 'declined'
-  | 'invalid_number'
-  | 'trunk_auth_error'
-  | 'carrier_error'
-  | 'rate_limited'
-  | 'provider_unavailable'
-  | 'timeout'
-  | 'auth_error'
-  | 'config_error'
-  | 'media_failure'
-  | 'agent_error'
-  | 'unknown';
+export function isFinalState(state: CallState): boolean {
+  return (FINAL_STATES as readonly CallState[]).includes(state);
+}
+
+/** Public states of a call that is still live: every state but the final ones. */
+export type LiveState = Exclude<CallState, FinalState>;
+export const LIVE_STATES: readonly LiveState[] = Object.freeze(CALL_STATES.filter((state): state is LiveState => !isFinalState(state)));
+
+export const DIRECTIONS = Object.freeze(['inbound', 'outbound'] as const);
+export type Direction = (typeof DIRECTIONS)[number];
+
+/** CP-04 error categories, in the order of SPEC §5. */
+export const ERROR_CATEGORIES = Object.freeze([
+  'busy', 'no_answer', 'declined', 'invalid_number', 'trunk_auth_error', 'carrier_error',
+  'rate_limited', 'provider_unavailable', 'timeout', 'auth_error', 'config_error',
+  'media_failure', 'agent_error', 'unknown',
+] as const);
+export type ErrorCategory = (typeof ERROR_CATEGORIES)[number];
 
 /** End reasons of the final state `ended` (SPEC §2). */
-export type EndedReason =
-  | 'remote_hangup'
-  | 'agent_hangup'
-  | 'api_hangup'
-  | 'transferred'
-  | 'busy'
-  | 'no_answer'
-  | 'declined'
-  | 'canceled'
-  | 'max_duration'
-  | 'room_closed';
+export const ENDED_REASONS = Object.freeze([
+  'remote_hangup', 'agent_hangup', 'api_hangup', 'transferred', 'busy',
+  'no_answer', 'declined', 'canceled', 'max_duration', 'room_closed',
+] as const);
+export type EndedReason = (typeof ENDED_REASONS)[number];
 
 /** A `failed` session's end reason is its CP-04 category. */
 export type EndReason = EndedReason | ErrorCategory;
+/** Every end reason once: those of `ended`, then the categories that are not among them. */
+export const END_REASONS: readonly EndReason[] = Object.freeze([...new Set<EndReason>([...ENDED_REASONS, ...ERROR_CATEGORIES])]);
 
 /** A classified provider error as the chart stores it (the session's `error`, minus user_message). */
 export interface CallError {
@@ -222,21 +218,12 @@ export type CallEvent =
 export type CallEventType = CallEvent['type'];
 
 /** OBS-00 event names (SPEC §4). */
-export type ObsEventName =
-  | 'call.created'
-  | 'call.queued'
-  | 'call.dialing'
-  | 'call.ringing'
-  | 'call.started'
-  | 'call.agent_joined'
-  | 'call.agent_left'
-  | 'call.transfer_requested'
-  | 'call.transfer_failed'
-  | 'call.ending'
-  | 'call.ended'
-  | 'call.failed'
-  | 'call.error'
-  | 'call.retry_scheduled';
+export const OBS_EVENT_NAMES = Object.freeze([
+  'call.created', 'call.queued', 'call.dialing', 'call.ringing', 'call.started',
+  'call.agent_joined', 'call.agent_left', 'call.transfer_requested', 'call.transfer_failed',
+  'call.ending', 'call.ended', 'call.failed', 'call.error', 'call.retry_scheduled',
+] as const);
+export type ObsEventName = (typeof OBS_EVENT_NAMES)[number];
 
 /** Effects the chart asks the runtime to carry out after a transition is stored. */
 export type CallCommand = 'dial' | 'hangUp' | 'transfer';

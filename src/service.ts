@@ -111,7 +111,7 @@ export function createService(deps: ServiceDeps): Service {
       retryMaxMs: config.calls.retryMaxMs,
     },
   });
-  const ingest = createWebhookIngest({ runtime, store, logger, settings: callSettings(config) });
+  const ingest = createWebhookIngest({ runtime, store, settings: callSettings(config) });
   const admission = new Admission({
     queue: backend.dialQueue,
     pollMs: replicas?.admissionPollMs,

@@ -5,13 +5,13 @@
 // stored call as it was and drops the in-memory actor, so the next event starts from the store.
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { CALL_MACHINE_ID } from '../../machines/call.machine.js';
-import type { CallEvent, CallInput, TimerName } from '../../machines/call.types.js';
+import { isFinalState, type CallEvent, type CallInput, type TimerName } from '../../machines/call.types.js';
 import type { ObsEnvelope } from '../obs/envelope.js';
 import type { EventBus } from '../obs/event-bus.js';
 import { callLogger, logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
-import { isFinalState, publicState } from '../http/session.js';
+import { publicState } from '../http/session.js';
 import { nextDeadline, type CallRecord, type CallStore } from '../store/call-store.port.js';
 import { VersionConflictError } from '../store/errors.js';
 import type { Clock, Scheduler } from './timers.js';

@@ -13,6 +13,7 @@ import type {
   ObsEventName,
 } from '../../machines/call.types.js';
 import { CATEGORY_POLICIES } from '../errors/policy.js';
+import { outboundSipIdentity } from '../livekit/naming.js';
 import { disconnectOutcome } from './disconnect.js';
 
 export type CallEffect =
@@ -40,7 +41,8 @@ function categoryError(category: CallError['category'], message: string): CallEr
   return { category, retryable: CATEGORY_POLICIES[category].retryable, message, sipStatusCode: null };
 }
 
-function durationS(context: CallContext): number | null {
+/** Whole seconds from answer to end (`duration_s` of the session and of its final event); null until both are known. */
+export function callDurationS(context: CallContext): number | null {
   if (context.answeredAt === null || context.endedAt === null) return null;
   return Math.max(0, Math.round((context.endedAt - context.answeredAt) / 1000));
 }
@@ -81,7 +83,7 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
     case 'call.ended':
       return {
         end_reason: context.endReason,
-        duration_s: durationS(context),
+        duration_s: callDurationS(context),
         category: context.error?.category ?? null,
         // LiveKit's own webhook never came; the plane found the room or phone leg gone.
         ...(event.type === 'reconcile.gone' ? { reconciled: true, gone: event.what } : {}),
@@ -91,7 +93,7 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
         end_reason: context.endReason,
         category: context.error?.category ?? null,
         message: context.error?.message ?? null,
-        duration_s: durationS(context),
+        duration_s: callDurationS(context),
       };
     case 'call.error': {
       const error = event.type === 'dial.failed' || event.type === 'transfer.failed' ? event.error : context.error;
@@ -110,11 +112,6 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
         delay_ms: context.deadlines.retry === null ? null : Math.max(0, context.deadlines.retry - eventTime(context, event)),
       };
   }
-}
-
-/** The participant identity of one outbound dial attempt: unique per session and attempt. */
-export function sipIdentityFor(sessionId: string, attempt: number): string {
-  return `sip-${sessionId}-${attempt}`;
 }
 
 export function createCallLogic(sink: EffectSink) {
@@ -150,7 +147,7 @@ export function createCallLogic(sink: EffectSink) {
         const attempt = context.attempt + 1;
         return {
           attempt,
-          sipIdentity: sipIdentityFor(context.sessionId, attempt),
+          sipIdentity: outboundSipIdentity(context.sessionId, attempt),
           sipCallId: null,
           dialStartedAt: at,
           deadlines: {

@@ -2,6 +2,7 @@
 // The input is whatever a livekit-server-sdk call rejected with (ServerError, SipCallError,
 // undici's `TypeError: fetch failed`, an AbortSignal.timeout DOMException) or our own errors.
 import type { CallError, ErrorCategory } from '../../machines/call.types.js';
+import { maskPhoneNumbers } from '../obs/mask.js';
 import { policyFor } from './policy.js';
 
 export type Operation = 'dial' | 'transfer' | 'hangup' | 'dispatch' | 'lookup';
@@ -18,7 +19,10 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Our own validation rejected a number (not E.164) before LiveKit was asked. */
+/**
+ * A number that is not E.164, rejected before LiveKit was asked (SPEC §5: invalid_number). Nothing
+ * in the plane throws it today: the Control API answers 422 to such a `to` before a call exists.
+ */
 export class InvalidNumberError extends Error {
   override name = 'InvalidNumberError';
 }
@@ -28,8 +32,6 @@ export class InvalidNumberError extends Error {
 // every piece of text that came from elsewhere passes through here first.
 
 const MAX_DETAIL_LENGTH = 160;
-// A phone number, possibly written with spaces, dashes or brackets: 6+ digits in total.
-const DIGIT_RUN = /\+?\d(?:[\s()-]*\d){5,}/g;
 // Credentials look like long mixed letter/digit tokens (API secrets, JWTs, bearer tokens).
 const TOKEN = /\b(?=[A-Za-z0-9_\-.+/=]*\d)(?=[A-Za-z0-9_\-.+/=]*[A-Za-z])[A-Za-z0-9_\-.+/=]{24,}/g;
 const BEARER = /\b(bearer|authorization|secret|token|password|api[_-]?key)\b(\s*[:=]?\s*)\S+/gi;
@@ -37,11 +39,8 @@ const BEARER = /\b(bearer|authorization|secret|token|password|api[_-]?key)\b(\s*
 /** Removes phone numbers and anything secret-looking from text bound for logs. */
 export function maskSensitive(text: string): string {
   // Bound the regex work; the tail is cut to MAX_DETAIL_LENGTH below anyway.
-  const masked = text
-    .slice(0, 1024)
-    .replace(BEARER, '$1$2***')
-    .replace(TOKEN, '***')
-    .replace(DIGIT_RUN, '***')
+  const secretless = text.slice(0, 1024).replace(BEARER, '$1$2***').replace(TOKEN, '***');
+  const masked = maskPhoneNumbers(secretless, 'none')
     .replace(/[\r\n\t]+/g, ' ')
     .trim();
   return masked.length > MAX_DETAIL_LENGTH ? `${masked.slice(0, MAX_DETAIL_LENGTH)}…` : masked;
@@ -141,6 +140,19 @@ function asServerError(err: unknown): ServerErrorView | null {
   };
 }
 
+/**
+ * LiveKit answered that what was asked about (a room, a participant) does not exist: Twirp's
+ * `not_found`, which LiveKit sends with HTTP 404. A 404 without a Twirp code is no such answer
+ * but a wrong LIVEKIT_URL path or a proxy in the way (config_error). Never throws.
+ */
+export function isNotFound(err: unknown): boolean {
+  try {
+    return asServerError(err)?.code === 'not_found';
+  } catch {
+    return false;
+  }
+}
+
 // LiveKit's server says "number" / "phone" / "callee" in its invalid_argument messages about the
 // dialed party; anything else invalid in a dial request is our bug, not the user's number.
 const MENTIONS_NUMBER = /number|phone|callee|call[_\s-]?to|e\.?164/i;
@@ -176,7 +188,7 @@ function twirpCategory(view: ServerErrorView, operation: Operation | undefined):
       return operation === 'dial' || operation === 'transfer' ? 'no_answer' : 'unknown';
     case 'not_found':
       // On a dial this is the outbound trunk; on hangup/lookup the room or participant is gone,
-      // which the caller interprets (an already-ended call is often fine there).
+      // which the caller interprets with isNotFound (an already-ended call is often fine there).
       return 'config_error';
     case 'invalid_argument':
       return operation === 'dial' && MENTIONS_NUMBER.test(view.message) ? 'invalid_number' : 'unknown';

@@ -1,5 +1,5 @@
 // CP-04 policy: what each error category means for a call (SPEC §5).
-import type { ErrorCategory } from '../../machines/call.types.js';
+import type { ErrorCategory, FinalState } from '../../machines/call.types.js';
 
 export interface CategoryPolicy {
   /** Whether a failed dial may be attempted again (bounded by the configured attempts). */
@@ -9,7 +9,7 @@ export interface CategoryPolicy {
    * declined), so the call ends normally with the category as its end_reason;
    * `failed`: the call could not be placed or broke because of an error.
    */
-  outcome: 'ended' | 'failed';
+  outcome: FinalState;
 }
 
 const endedNoRetry: CategoryPolicy = Object.freeze({ retryable: false, outcome: 'ended' });
@@ -34,11 +34,6 @@ export const CATEGORY_POLICIES: Readonly<Record<ErrorCategory, CategoryPolicy>> 
   agent_error: failedNoRetry,
   unknown: failedNoRetry,
 });
-
-/** Every category, in the order of SPEC §5. */
-export const ERROR_CATEGORIES: readonly ErrorCategory[] = Object.freeze(
-  Object.keys(CATEGORY_POLICIES) as ErrorCategory[],
-);
 
 export function policyFor(category: ErrorCategory): CategoryPolicy {
   // Categories can arrive from stored sessions; an unexpected one must not crash the caller.

@@ -1,13 +1,12 @@
 // The Control API's read side (SPEC §6): list calls, get one, read its event history.
 import Router from '@koa/router';
-import type { CallState, Direction } from '../../machines/call.types.js';
+import { CALL_STATES, DIRECTIONS, type CallState, type Direction } from '../../machines/call.types.js';
 import { InvalidCursorError } from '../store/errors.js';
-import { CALL_STATES, toSession } from './session.js';
+import { toSession } from './session.js';
 import type { CallStore } from '../store/call-store.port.js';
 import { pickLanguage } from '../errors/messages.js';
 import { Problem } from './problem.js';
 
-const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
 

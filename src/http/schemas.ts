@@ -1,10 +1,8 @@
 // Request and response schemas of the Control API (SPEC §6). The routes validate with them and
 // /openapi.json is generated from them, so the documentation cannot drift from the code.
 import { z } from 'zod';
-import { CALL_STATES, ENDED_REASONS } from './session.js';
-import { ERROR_CATEGORIES } from '../errors/policy.js';
-
-const END_REASONS = [...ENDED_REASONS, ...ERROR_CATEGORIES] as [string, ...string[]];
+import { CALL_STATES, DIRECTIONS, END_REASONS, ERROR_CATEGORIES, OBS_EVENT_NAMES } from '../../machines/call.types.js';
+import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
 
 const MAX_METADATA_BYTES = 4096;
 
@@ -40,8 +38,8 @@ const isoTime = z.iso.datetime();
 export const SessionSchema = z
   .strictObject({
     id: z.string(),
-    direction: z.enum(['inbound', 'outbound']),
-    state: z.enum(CALL_STATES as [string, ...string[]]),
+    direction: z.enum(DIRECTIONS),
+    state: z.enum(CALL_STATES),
     end_reason: z.enum(END_REASONS).nullable(),
     caller_number: z.string().nullable(),
     callee_number: z.string().nullable(),
@@ -57,7 +55,7 @@ export const SessionSchema = z
     duration_s: z.int().min(0).nullable(),
     error: z
       .strictObject({
-        category: z.enum(ERROR_CATEGORIES as [string, ...string[]]),
+        category: z.enum(ERROR_CATEGORIES),
         retryable: z.boolean(),
         message: z.string(),
         user_message: z.string(),
@@ -72,13 +70,13 @@ export const SessionListSchema = z.strictObject({ calls: z.array(SessionSchema),
 
 export const EnvelopeSchema = z
   .strictObject({
-    event: z.string(),
+    event: z.enum(OBS_EVENT_NAMES),
     event_id: z.string(),
     ts: isoTime,
     session_id: z.string(),
     seq: z.int().min(1),
-    direction: z.enum(['inbound', 'outbound']),
-    state: z.enum(CALL_STATES as [string, ...string[]]),
+    direction: z.enum(DIRECTIONS),
+    state: z.enum(CALL_STATES),
     livekit_room: z.string(),
     data: z.record(z.string(), z.unknown()),
   })
@@ -98,7 +96,7 @@ export const ProblemSchema = z
   .describe('RFC 9457 problem details');
 
 export const WebhookResultSchema = z.strictObject({
-  status: z.enum(['applied', 'duplicate', 'ignored']),
+  status: z.enum(INGEST_OUTCOMES),
   session_id: z.string().nullable(),
 });
 

@@ -1,37 +1,8 @@
 // The session object of the Control API (SPEC §6), projected from a call's stored record.
-import type { CallContext, CallState, Direction, EndedReason, EndReason, ErrorCategory } from '../../machines/call.types.js';
+import { CALL_STATES, type CallContext, type CallState, type Direction, type EndReason, type ErrorCategory } from '../../machines/call.types.js';
+import { callDurationS } from '../calls/call.logic.js';
 import { userMessage, type Language } from '../errors/messages.js';
 import type { CallRecord } from '../store/call-store.port.js';
-
-export const CALL_STATES: readonly CallState[] = [
-  'queued',
-  'dialing',
-  'ringing',
-  'connected',
-  'transferring',
-  'ending',
-  'ended',
-  'failed',
-];
-export const FINAL_STATES: readonly CallState[] = ['ended', 'failed'];
-
-/** End reasons of `ended` (SPEC §2); a `failed` call's end reason is its CP-04 category. */
-export const ENDED_REASONS: readonly EndedReason[] = [
-  'remote_hangup',
-  'agent_hangup',
-  'api_hangup',
-  'transferred',
-  'busy',
-  'no_answer',
-  'declined',
-  'canceled',
-  'max_duration',
-  'room_closed',
-];
-
-export function isFinalState(state: CallState): boolean {
-  return FINAL_STATES.includes(state);
-}
 
 /** The public state of a chart state value: its top-level key (`{dialing: 'backoff'}` → `dialing`). */
 export function publicState(value: unknown): CallState {
@@ -90,10 +61,7 @@ export function toSession(record: CallRecord, language: Language = 'en'): Sessio
     ringing_at: iso(context.ringingAt),
     answered_at: iso(context.answeredAt),
     ended_at: iso(context.endedAt),
-    duration_s:
-      context.answeredAt !== null && context.endedAt !== null
-        ? Math.max(0, Math.round((context.endedAt - context.answeredAt) / 1000))
-        : null,
+    duration_s: callDurationS(context),
     error: context.error
       ? {
           category: context.error.category,

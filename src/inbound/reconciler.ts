@@ -8,15 +8,15 @@
 //   there → the attempt failed (provider_unavailable, retryable), so the chart dials again with
 //   a new participant identity. A dial is never repeated blindly;
 // - a call left `queued` but out of line (its replica died between the two) is put in line.
-import type { CallError } from '../../machines/call.types.js';
-import { classifyError } from '../errors/classify.js';
+import { isFinalState, type CallError } from '../../machines/call.types.js';
+import { isNotFound } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
+import { SIP_ATTRIBUTES } from '../livekit/naming.js';
 import { callLogger, type Logger } from '../obs/logger.js';
 import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
 import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
-import { isFinalState } from '../http/session.js';
 import type { CallRecord, CallStore } from '../store/call-store.port.js';
 
 export interface ReconcilerOptions {
@@ -60,16 +60,16 @@ export function createReconciler(options: ReconcilerOptions) {
     if (context.deadlines.retry !== null || context.dialStartedAt === null) return;
     if (clock.now() - context.dialStartedAt < settleMs || (await leases.held(record.id))) return;
     const participants = await livekit.listParticipants(context.roomName).catch((err: unknown) => {
-      if (classifyError(err, 'lookup').category === 'config_error') return []; // no such room
+      if (isNotFound(err)) return []; // the room is gone, and the phone leg with it
       throw err;
     });
     const leg = participants.find((p) => p.identity === context.sipIdentity);
-    if (leg?.attributes['sip.callStatus'] === 'active') {
+    if (leg?.attributes[SIP_ATTRIBUTES.callStatus] === 'active') {
       await runtime.send(record.id, {
         type: 'dial.answered',
         attempt: context.attempt,
         participantIdentity: leg.identity,
-        sipCallId: leg.attributes['sip.callID'] ?? null,
+        sipCallId: leg.attributes[SIP_ATTRIBUTES.callId] ?? null,
       });
       report.dialsResolved++;
     } else if (!leg) {

@@ -1,23 +1,21 @@
 // Turns a verified LiveKit webhook into at most one event for one call (CP-02), or a new
 // inbound call. Events of a room are handled one at a time, so a room's first SIP participant
 // creates exactly one session; an event id is applied at most once.
-import { createHash } from 'node:crypto';
 import type { CallSettings } from '../../machines/call.types.js';
+import { inboundSessionId, SESSION_ATTRIBUTE, SIP_ATTRIBUTES } from '../livekit/naming.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
-import type { Logger } from '../obs/logger.js';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
 import { KeyedQueue } from '../calls/keyed-queue.js';
-import { SESSION_ATTRIBUTE } from '../outbound/outbound-calls.js';
 import { VersionConflictError } from '../store/errors.js';
 import type { CallStore, RoomRef } from '../store/call-store.port.js';
 
-export type IngestOutcome =
-  /** the event changed a call (or created one) */
-  | 'applied'
-  /** seen before (LiveKit retried): nothing changes */
-  | 'duplicate'
-  /** not about a call the plane tracks, or not something that changes a call */
-  | 'ignored';
+/**
+ * What became of a webhook: `applied`, it changed a call (or created one); `duplicate`, seen
+ * before (LiveKit retried) and nothing changes; `ignored`, not about a call the plane tracks, or
+ * not something that changes a call.
+ */
+export const INGEST_OUTCOMES = Object.freeze(['applied', 'duplicate', 'ignored'] as const);
+export type IngestOutcome = (typeof INGEST_OUTCOMES)[number];
 
 export interface IngestResult {
   outcome: IngestOutcome;
@@ -27,14 +25,7 @@ export interface IngestResult {
 export interface WebhookIngestOptions {
   runtime: CallRuntime;
   store: CallStore;
-  logger: Logger;
   settings: CallSettings;
-}
-
-/** A UUID-shaped id from the LiveKit room (sid when known) and the caller's identity. */
-export function inboundSessionId(room: RoomRef, identity: string): string {
-  const hex = createHash('sha256').update(`inbound:${room.sid ?? room.name}:${identity}`).digest('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** participant_left and participant_connection_aborted (one that never became active) both mean gone. */
@@ -57,13 +48,13 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     const input = {
       sessionId,
       direction: 'inbound' as const,
-      callerNumber: attributes['sip.phoneNumber'] ?? null,
-      calleeNumber: attributes['sip.trunkPhoneNumber'] ?? null,
+      callerNumber: attributes[SIP_ATTRIBUTES.phoneNumber] ?? null,
+      calleeNumber: attributes[SIP_ATTRIBUTES.trunkPhoneNumber] ?? null,
       roomName: room.name,
       roomSid: room.sid,
       sipIdentity: caller.identity,
-      sipCallId: attributes['sip.callID'] ?? null,
-      sipCallStatus: attributes['sip.callStatus'] ?? null,
+      sipCallId: attributes[SIP_ATTRIBUTES.callId] ?? null,
+      sipCallStatus: attributes[SIP_ATTRIBUTES.callStatus] ?? null,
       agentName: null,
       metadata: null,
       settings,
@@ -101,8 +92,8 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
         return send(sessionId ?? owner, {
           type: 'livekit.sip_joined',
           participant: ref,
-          callStatus: participant.attributes['sip.callStatus'] ?? null,
-          sipCallId: participant.attributes['sip.callID'] ?? null,
+          callStatus: participant.attributes[SIP_ATTRIBUTES.callStatus] ?? null,
+          sipCallId: participant.attributes[SIP_ATTRIBUTES.callId] ?? null,
         });
       }
       default:

@@ -1,5 +1,6 @@
 // LiveKitPort over livekit-server-sdk's Twirp clients.
-import { AgentDispatchClient, RoomServiceClient, ServerError, SipClient } from 'livekit-server-sdk';
+import { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
+import { isNotFound } from '../errors/classify.js';
 import type { DialRequest, DialResult, LiveKitPort } from './livekit.port.js';
 import { participantKind } from './webhook-event.js';
 
@@ -23,7 +24,6 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
       const info = await sip.createSipParticipant(request.trunkId, request.to, request.roomName, {
         fromNumber: request.fromNumber,
         participantIdentity: request.participantIdentity,
-        participantName: request.participantName,
         participantAttributes: request.participantAttributes,
         ringingTimeout: request.ringingTimeoutS,
         maxCallDuration: request.maxCallDurationS,
@@ -41,7 +41,7 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
         await rooms.deleteRoom(roomName);
       } catch (err) {
         // The room is gone already: the call is over, which is what was asked.
-        if (err instanceof ServerError && err.code === 'not_found') return;
+        if (isNotFound(err)) return;
         throw err;
       }
     },

@@ -9,7 +9,6 @@ export interface DialRequest {
   roomName: string;
   fromNumber: string;
   participantIdentity: string;
-  participantName?: string;
   participantAttributes: Record<string, string>;
   ringingTimeoutS: number;
   maxCallDurationS: number;

@@ -1,11 +1,23 @@
 // SPEC §9: phone numbers are masked in logs and the inspector wherever they appear, LiveKit
-// identities (`sip_+316...`) and room names included.
+// identities (`sip_+316...`) and room names included. The one masker of the plane: CP-04 error
+// messages (src/errors/classify.ts) find numbers with it too.
 
-// A phone number: `+` and 7 to 15 digits (spaces, dots or dashes allowed between them), or a bare
-// run of 7 to 15 digits. Runs glued to letters or digits (ids like `RM_a12345678b`) and dates are left alone.
-// UUIDs are matched first (group 1) and kept as they are: their last group may be 12 bare digits.
-const PHONE_RUN =
-  /([0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})|(?<![A-Za-z0-9])(?:\+\d(?:[\s.-]?\d){6,14}|\d{7,15})(?![A-Za-z0-9])/g;
+// Kept as they are (group 1): UUIDs, whose last group may be 12 bare digits, and ISO-8601 dates,
+// whose digits and dashes would otherwise read as a national number.
+const KEPT = String.raw`[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}|(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)`;
+// A phone number: `+` and 6 to 30 digits, or a bare run of 6 to 30 digits, with up to three
+// spaces, brackets or dashes between two digits (and dots after a `+`: a bare dotted run is an
+// address or a version). Runs glued to letters or digits (ids like `RM_a12345678b`) are left
+// alone. The bounds keep the work per position small whatever a string holds.
+const PHONE = String.raw`(?<![A-Za-z0-9])(?:\+\d(?:[\s().-]{0,3}\d){5,29}|\d(?:[\s()-]{0,3}\d){5,29})(?![A-Za-z0-9])`;
+const PHONE_RUN = new RegExp(`(${KEPT})|${PHONE}`, 'g');
+
+/**
+ * How much of a number stays readable: `ends` keeps the leading `+` and two digits at each end,
+ * enough for an operator to tell calls apart in logs and the inspector; `none` leaves `***`, for
+ * error messages, which describe what went wrong and never need the number.
+ */
+export type PhoneMask = 'ends' | 'none';
 
 /** Keeps the leading `+`, two leading and two trailing digits: `+31612345678` → `+31*******78`. */
 export function maskPhoneNumber(number: string): string {
@@ -16,8 +28,8 @@ export function maskPhoneNumber(number: string): string {
 }
 
 /** Masks every phone-number-like run inside a string (room names, identities, messages). */
-export function maskPhoneNumbers(text: string): string {
-  return text.replace(PHONE_RUN, (run, uuid: string | undefined) => uuid ?? maskPhoneNumber(run));
+export function maskPhoneNumbers(text: string, mask: PhoneMask = 'ends'): string {
+  return text.replace(PHONE_RUN, (run, kept: string | undefined) => kept ?? (mask === 'ends' ? maskPhoneNumber(run) : '***'));
 }
 
 /**

@@ -3,35 +3,22 @@
 // Each createMetrics() has its own Registry, never prom-client's global one: tests build many
 // services in one process.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CallState } from '../../machines/call.types.js';
+import { FINAL_STATES, LIVE_STATES, type LiveState } from '../../machines/call.types.js';
+import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
 import type { ObsEnvelope } from './envelope.js';
 
-export type WebhookOutcome =
-  | 'applied'
-  | 'duplicate'
-  | 'ignored'
-  | 'unauthorized'
-  | 'malformed'
-  | 'too_large'
-  | 'unsupported_media_type'
-  | 'not_applied';
-
-export const WEBHOOK_OUTCOMES: readonly WebhookOutcome[] = [
-  'applied',
-  'duplicate',
-  'ignored',
+/** What the webhook route answered: what ingest made of the event, or why it refused the request. */
+export const WEBHOOK_OUTCOMES = Object.freeze([
+  ...INGEST_OUTCOMES,
   'unauthorized',
   'malformed',
   'too_large',
   'unsupported_media_type',
   'not_applied',
-];
+] as const);
+export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
 
-/** Public states of a call that is still live; `ended` and `failed` are final. */
-export const LIVE_STATES = ['queued', 'dialing', 'ringing', 'connected', 'transferring', 'ending'] as const;
-type LiveState = (typeof LIVE_STATES)[number];
-
-const FINAL_STATES: ReadonlySet<string> = new Set<CallState>(['ended', 'failed']);
+const FINAL_STATE_SET: ReadonlySet<string> = new Set<string>(FINAL_STATES);
 const LIVE_STATE_SET: ReadonlySet<string> = new Set<string>(LIVE_STATES);
 
 /** Seconds; a dial waits for the phone to ring and be answered, so the top buckets are long. */
@@ -180,7 +167,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     const state: unknown = envelope.state;
     const sessionId: unknown = envelope.session_id;
     if (typeof sessionId === 'string' && typeof state === 'string') {
-      if (FINAL_STATES.has(state)) live.delete(sessionId);
+      if (FINAL_STATE_SET.has(state)) live.delete(sessionId);
       else if (LIVE_STATE_SET.has(state)) live.set(sessionId, state as LiveState);
     }
 

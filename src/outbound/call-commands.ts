@@ -4,9 +4,8 @@ import type { CallCommand, CallError } from '../../machines/call.types.js';
 import { classifyError, ConfigError, type ClassifiedError } from '../errors/classify.js';
 import { retryDelayMs } from '../errors/policy.js';
 import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
+import { agentDispatchMetadata, outboundSipIdentity, SESSION_ATTRIBUTE } from '../livekit/naming.js';
 import { callLogger, type Logger } from '../obs/logger.js';
-import { sipIdentityFor } from '../calls/call.logic.js';
-import { SESSION_ATTRIBUTE } from './outbound-calls.js';
 import type { CallEvents, CommandRunner, IncomingEvent } from '../calls/call-runtime.js';
 import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
@@ -94,7 +93,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     if (!context.calleeNumber) return fail(classifyError(new ConfigError('the call has no number to dial'), 'dial'));
     if (context.agentName && attempt === 1) {
       try {
-        await livekit.dispatchAgent(context.roomName, context.agentName, JSON.stringify({ session_id: record.id }));
+        await livekit.dispatchAgent(context.roomName, context.agentName, agentDispatchMetadata(record.id));
       } catch (err) {
         return fail(classifyError(err, 'dispatch'));
       }
@@ -106,7 +105,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         to: context.calleeNumber,
         roomName: context.roomName,
         fromNumber: context.callerNumber ?? outbound.callerId,
-        participantIdentity: context.sipIdentity ?? sipIdentityFor(record.id, attempt),
+        participantIdentity: context.sipIdentity ?? outboundSipIdentity(record.id, attempt),
         participantAttributes: { [SESSION_ATTRIBUTE]: record.id },
         ringingTimeoutS: context.settings.ringTimeoutS,
         maxCallDurationS: context.settings.maxDurationS,

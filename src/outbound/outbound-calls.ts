@@ -1,5 +1,6 @@
 // Placing outbound calls (CP-02): a session in `queued`, admitted to dial when a slot is free.
 import type { CallSettings } from '../../machines/call.types.js';
+import { outboundRoomName } from '../livekit/naming.js';
 import type { Admission } from './admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
 import { type CallRecord, type CallStore } from '../store/call-store.port.js';
@@ -41,12 +42,6 @@ export class QueueFullError extends Error {
     this.name = 'QueueFullError';
   }
 }
-
-/** The SIP participant attribute that ties an outbound call's phone leg to its session. */
-export const SESSION_ATTRIBUTE = 'control_plane.session_id';
-
-/** The LiveKit room of an outbound call: named after the session, never after a phone number. */
-export const outboundRoomName = (sessionId: string): string => `call-${sessionId}`;
 
 export function createOutboundCalls(options: OutboundOptions) {
   const { runtime, admission, store } = options;

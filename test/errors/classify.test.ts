@@ -8,6 +8,7 @@ import {
   ConfigError,
   InvalidNumberError,
   classifyError,
+  isNotFound,
   maskSensitive,
   type ClassifiedError,
 } from '../../src/errors/classify.js';
@@ -515,5 +516,31 @@ describe('classifyError: the message is safe to log', () => {
     expect(maskSensitive('Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJrZXkifQ.abc')).not.toMatch(/eyJ/);
     expect(maskSensitive('secret=Zk3xq9Lm2Pw8Rt5Vb7Nc1Hd4Jf6Gs0Ae')).not.toContain('Zk3xq9');
     expect(maskSensitive('x'.repeat(1000)).length).toBeLessThanOrEqual(161);
+  });
+});
+
+describe('isNotFound', () => {
+  it('is true when LiveKit answers that the room asked about does not exist (Twirp not_found, HTTP 404)', async () => {
+    standIn.script('ListParticipants', { error: { code: 'not_found', msg: 'requested room does not exist' } });
+    expect(isNotFound(await rejection(rooms().listParticipants(ROOM)))).toBe(true);
+  });
+
+  it('is false for a 404 without a Twirp code, which is a wrong LIVEKIT_URL path and not an answer about the room', async () => {
+    standIn.script('ListParticipants', { raw: { status: 404, contentType: 'text/plain', body: '404 page not found' } });
+    const err = await rejection(rooms().listParticipants(ROOM));
+    expect(classifyError(err, 'lookup').category).toBe('config_error');
+    expect(isNotFound(err)).toBe(false);
+  });
+
+  it('is false for every other failure, and for anything that is not a LiveKit answer', async () => {
+    standIn.script('ListParticipants', { error: { code: 'unavailable', msg: 'no rtc nodes available' } });
+    expect(isNotFound(await rejection(rooms().listParticipants(ROOM)))).toBe(false);
+    expect(isNotFound(new ConfigError('SIP_OUTBOUND_TRUNK_ID is not set'))).toBe(false);
+    expect(isNotFound(new Error('not_found'))).toBe(false);
+    expect(isNotFound(null)).toBe(false);
+    const trap = () => {
+      throw new Error('trap');
+    };
+    expect(isNotFound(new Proxy({}, { get: trap, has: trap, getPrototypeOf: trap }))).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ERROR_CATEGORIES } from '../../src/errors/policy.js';
+import { ERROR_CATEGORIES } from '../../machines/call.types.js';
 import { USER_MESSAGES, pickLanguage, userMessage, type Language } from '../../src/errors/messages.js';
 
 describe('pickLanguage', () => {

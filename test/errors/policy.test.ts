@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ErrorCategory } from '../../machines/call.types.js';
-import { CATEGORY_POLICIES, ERROR_CATEGORIES, policyFor, retryDelayMs } from '../../src/errors/policy.js';
+import { ERROR_CATEGORIES, type ErrorCategory } from '../../machines/call.types.js';
+import { CATEGORY_POLICIES, policyFor, retryDelayMs } from '../../src/errors/policy.js';
 
 /** Deterministic PRNG (mulberry32) so the bounds test is reproducible. */
 function seededRandom(seed: number): () => number {

@@ -6,17 +6,21 @@
 // `FUZZ_RUNS=5000 npm test`); FUZZ_SEED replays a failure (fast-check prints seed and path).
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type {
-  CallError,
-  CallEventType,
-  CallState,
-  DisconnectReason,
-  TimerName,
+import {
+  CALL_STATES,
+  ENDED_REASONS,
+  ERROR_CATEGORIES,
+  isFinalState,
+  type CallError,
+  type CallEventType,
+  type CallState,
+  type DisconnectReason,
+  type TimerName,
 } from '../../machines/call.types.js';
 import type { IncomingEvent, SendResult } from '../../src/calls/call-runtime.js';
-import { CALL_STATES, ENDED_REASONS, isFinalState, toSession } from '../../src/http/session.js';
+import { toSession } from '../../src/http/session.js';
 import type { CallRecord } from '../../src/store/call-store.port.js';
-import { CATEGORY_POLICIES, ERROR_CATEGORIES } from '../../src/errors/policy.js';
+import { CATEGORY_POLICIES } from '../../src/errors/policy.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';

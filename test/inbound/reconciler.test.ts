@@ -105,6 +105,24 @@ describe('reconciliation', () => {
       expect(h.standIn.requestsFor('CreateSIPParticipant').map((r) => r.body.participantIdentity)).toEqual([`sip-${call.id}-1`, `sip-${call.id}-2`]);
     });
 
+    it('dials again when LiveKit answers that the dial\'s room does not exist', async () => {
+      const { call } = await lostDial();
+      h.standIn.setHandler('CreateSIPParticipant', undefined);
+      h.standIn.script('ListParticipants', { error: { code: 'not_found', msg: 'requested room does not exist' } });
+      expect(await h.service.reconciler.reconcile()).toMatchObject({ dialsResolved: 1 });
+      h.scheduler?.advance(30_000);
+      await flush({ commands: false });
+      expect((await calls())[0]).toMatchObject({ state: 'connected', attempt: 2 });
+      expect(h.standIn.requestsFor('CreateSIPParticipant').map((r) => r.body.participantIdentity)).toEqual([`sip-${call.id}-1`, `sip-${call.id}-2`]);
+    });
+
+    it('leaves the dial alone when LiveKit cannot say whether the room exists', async () => {
+      await lostDial();
+      h.standIn.script('ListParticipants', { raw: { status: 404, contentType: 'text/plain', body: '404 page not found' } });
+      expect(await h.service.reconciler.reconcile()).toMatchObject({ dialsResolved: 0 });
+      expect((await calls())[0]).toMatchObject({ state: 'dialing', attempt: 1 });
+    });
+
     it('does nothing while the dial\'s lease is held', async () => {
       const { call, leases } = await lostDial();
       await leases.hold(call.id, 60_000);

@@ -5,10 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import type { JsonValue } from '@bufbuild/protobuf';
 import { WebhookEvent } from 'livekit-server-sdk';
-import { createWebhookIngest, inboundSessionId } from '../../src/inbound/webhook-ingest.js';
+import { createWebhookIngest } from '../../src/inbound/webhook-ingest.js';
+import { inboundSessionId, SESSION_ATTRIBUTE } from '../../src/livekit/naming.js';
 import { toIncomingWebhook, type IncomingWebhook } from '../../src/livekit/webhook-event.js';
-import { createLogger } from '../../src/obs/logger.js';
-import { SESSION_ATTRIBUTE } from '../../src/outbound/outbound-calls.js';
 import type { CallRecord } from '../../src/store/call-store.port.js';
 import {
   agentParticipant,
@@ -41,7 +40,6 @@ function setup() {
   const ingest = createWebhookIngest({
     runtime: harness.runtime,
     store: harness.store,
-    logger: createLogger({ level: 'silent' }),
     settings: TEST_SETTINGS,
   });
   return {

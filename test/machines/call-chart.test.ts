@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { AnyStateNode } from 'xstate';
 import { callMachine } from '../../machines/call.machine.js';
 import { CHART_DOC_PATH, README_END, README_PATH, README_START, renderMermaid } from '../../scripts/diagram.js';
-import { CALL_STATES } from '../../src/http/session.js';
+import { CALL_STATES } from '../../machines/call.types.js';
 
 const STALE = 'is out of date with machines/call.machine.ts: run `npm run diagram` and commit the result';
 

@@ -92,6 +92,27 @@ describe('maskPhoneNumbers', () => {
   });
 });
 
+describe('maskPhoneNumbers: numbers as people write them', () => {
+  it('masks a number written with brackets, spaces or dashes as one number', () => {
+    expect(maskPhoneNumbers('+1 (415) 555-0123')).toBe('+14*******23');
+    expect(maskPhoneNumbers('call (020) 123 4567')).toBe('call (02******67');
+    expect(maskPhoneNumbers('06 1234 5678')).toBe('06******78');
+    expect(maskPhoneNumbers('020-1234567')).toBe('02******67');
+  });
+
+  it('masks runs from six digits up, however long', () => {
+    expect(maskPhoneNumbers('code 123456')).toBe('code 12**56');
+    expect(maskPhoneNumbers('id 12345678901234567890')).toBe('id 12****************90');
+  });
+
+  it('leaves nothing of the number when asked to keep no digits, and the same things alone', () => {
+    expect(maskPhoneNumbers('calling +31612345678 from 020 123 4567', 'none')).toBe('calling *** from ***');
+    expect(maskPhoneNumbers('session 550e8400-e29b-41d4-a716-446655440000 on 2026-11-24', 'none')).toBe(
+      'session 550e8400-e29b-41d4-a716-446655440000 on 2026-11-24',
+    );
+  });
+});
+
 describe('maskDeep', () => {
   it('masks strings in nested objects and arrays', () => {
     const input = {

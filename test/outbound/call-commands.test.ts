@@ -8,7 +8,7 @@ import type { CallEvents, IncomingEvent, SendResult } from '../../src/calls/call
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { createCommandRunner, type OutboundSettings } from '../../src/outbound/call-commands.js';
-import { SESSION_ATTRIBUTE } from '../../src/outbound/outbound-calls.js';
+import { SESSION_ATTRIBUTE } from '../../src/livekit/naming.js';
 import type { CallRecord, CallStore } from '../../src/store/call-store.port.js';
 import { MemoryDialLeases } from '../../src/store/memory/dial-leases.js';
 import { startLiveKitStandIn, type Behaviour, type LiveKitStandIn } from '../../dev/livekit-standin.js';

@@ -1,9 +1,9 @@
 // The embedded store: one process, everything in memory (SPEC §8, the default without REDIS_URL).
 // Final calls and their history are kept for a bounded time and count; live calls always stay.
 import type { ObsEnvelope } from '../../obs/envelope.js';
+import { isFinalState } from '../../../machines/call.types.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { VersionConflictError } from '../errors.js';
-import { isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
   type CallRecord,

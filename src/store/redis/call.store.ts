@@ -40,12 +40,11 @@
 // cap), webhook ids by time (webhookDedupTtlMs) instead of by count, and a final call never has
 // a timer (the embedded store keeps one if a final record still carries a deadline).
 import { randomUUID } from 'node:crypto';
-import type { CallState, Direction } from '../../../machines/call.types.js';
+import { CALL_STATES, DIRECTIONS, isFinalState, type CallState, type Direction } from '../../../machines/call.types.js';
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { StoreUnavailableError, VersionConflictError } from '../errors.js';
 import { LuaScript, type RedisConnection } from './connection.js';
-import { CALL_STATES, isFinalState } from '../../http/session.js';
 import {
   nextDeadline,
   type CallRecord,
@@ -76,7 +75,6 @@ export interface RedisStoreOptions {
   onIndexError?: (err: unknown, callId: string) => void;
 }
 
-const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
 const GC_INTERVAL_MS = 1000;
 const GC_BATCH = 64;
 

@@ -1,0 +1,42 @@
+// LiveKit-side naming: the names the plane gives rooms and participants, the attributes it reads
+// and writes on SIP participants, the agent dispatch metadata, and the session ids it derives
+// from LiveKit's names. Other replicas, older records and agents depend on these, so each rule is
+// written once, here.
+import { createHash } from 'node:crypto';
+
+/** The SIP participant attribute that ties an outbound call's phone leg to its session. */
+export const SESSION_ATTRIBUTE = 'control_plane.session_id';
+
+/** The attributes LiveKit sets on a SIP participant that the plane reads. */
+export const SIP_ATTRIBUTES = Object.freeze({
+  callId: 'sip.callID',
+  callStatus: 'sip.callStatus',
+  /** the remote party: the caller of an inbound call, the dialed number of an outbound one */
+  phoneNumber: 'sip.phoneNumber',
+  /** the number dialed for an inbound call */
+  trunkPhoneNumber: 'sip.trunkPhoneNumber',
+} as const);
+
+/** The LiveKit room of an outbound call: named after the session, never after a phone number. */
+export function outboundRoomName(sessionId: string): string {
+  return `call-${sessionId}`;
+}
+
+/** The participant identity of one outbound dial attempt: unique per session and attempt. */
+export function outboundSipIdentity(sessionId: string, attempt: number): string {
+  return `sip-${sessionId}-${attempt}`;
+}
+
+/** The metadata of the agent dispatched into an outbound call's room: the session it serves. */
+export function agentDispatchMetadata(sessionId: string): string {
+  return JSON.stringify({ session_id: sessionId });
+}
+
+/**
+ * The session id of an inbound call: UUID-shaped, from the LiveKit room (its sid when known) and
+ * the caller's identity, so a retried participant_joined finds the call its first delivery made.
+ */
+export function inboundSessionId(room: { name: string; sid: string | null }, callerIdentity: string): string {
+  const hex = createHash('sha256').update(`inbound:${room.sid ?? room.name}:${callerIdentity}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
