@@ -19,14 +19,6 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/**
- * A number that is not E.164, rejected before LiveKit was asked (SPEC §5: invalid_number). Nothing
- * in the plane throws it today: the Control API answers 422 to such a `to` before a call exists.
- */
-export class InvalidNumberError extends Error {
-  override name = 'InvalidNumberError';
-}
-
 // ---------------------------------------------------------------------------------------------
 // Masking. `message` goes to logs and the API; it is built from codes and reason phrases, and
 // every piece of text that came from elsewhere passes through here first.
@@ -297,9 +289,6 @@ function describeServerError(view: ServerErrorView): string {
 function classifyUnsafe(err: unknown, operation: Operation | undefined): ClassifiedError {
   if (err instanceof ConfigError) {
     return result('config_error', `configuration: ${maskSensitive(err.message)}`);
-  }
-  if (err instanceof InvalidNumberError) {
-    return result('invalid_number', `invalid number: ${maskSensitive(err.message)}`);
   }
 
   const server = asServerError(err);

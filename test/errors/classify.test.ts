@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ErrorCategory } from '../../machines/call.types.js';
 import {
   ConfigError,
-  InvalidNumberError,
   classifyError,
   isNotFound,
   maskSensitive,
@@ -420,12 +419,6 @@ describe('classifyError: our own errors and odd input', () => {
       twirpCode: null,
       httpStatus: null,
     });
-  });
-
-  it('classifies InvalidNumberError (not E.164) as invalid_number without echoing the number', () => {
-    const result = classifyError(new InvalidNumberError(`not an E.164 number: ${DIALED}`), 'dial');
-    expect(result).toMatchObject({ category: 'invalid_number', retryable: false });
-    expectNoNumber(result);
   });
 
   it('classifies a plain Error as unknown, not retryable', () => {
