@@ -10,7 +10,7 @@ export default defineConfig({
         test: { name: 'memory', include: ['test/**/*.test.ts'], exclude: ['test/replicas/**'] },
       },
       {
-        // The webhook and Control API suites again, on the Redis store (SPEC §8).
+        // The webhook and Control API suites again, on the Redis store (docs/replicas.md).
         extends: true,
         test: {
           name: 'redis',

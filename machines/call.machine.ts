@@ -2,7 +2,7 @@
 // stub here and gets its real body in src/calls/call.logic.ts through `.provide()`, so this
 // file opens unchanged in Stately's editor and stays pure (no clock, no ids, no I/O).
 //
-// Top-level states are the public `state` values of SPEC §2. Nested states (dialing.attempting,
+// Top-level states are the public `state` values of docs/call-lifecycle.md. Nested states (dialing.attempting,
 // dialing.backoff) are internal detail and never leave the service.
 //
 // There are no `after` timers and no invoked actors on purpose: xstate neither persists nor
@@ -45,7 +45,7 @@ export const callMachine = setup({
     input: {} as CallInput,
   },
   actions: {
-    /** OBS-00: emit a lifecycle event (SPEC §4). */
+    /** OBS-00: emit a lifecycle event (docs/events.md). */
     emit: action('emit') as (_: unknown, params: { event: ObsEventName }) => void,
     /** Ask the runtime for I/O once the transition is stored. */
     command: action('command') as (_: unknown, params: { command: CallCommand }) => void,
@@ -146,7 +146,7 @@ export const callMachine = setup({
             { type: 'command', params: { command: 'dial' } },
           ],
           on: {
-            // The dial result decides an attempt's outcome (not webhooks, SPEC §3).
+            // The dial result decides an attempt's outcome (not webhooks, docs/call-lifecycle.md).
             'dial.answered': {
               guard: 'isCurrentAttempt',
               target: top('connected'),
@@ -215,7 +215,7 @@ export const callMachine = setup({
       on: {
         'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         // LiveKit answers an inbound call once the agent subscribes; no webhook carries that
-        // moment, so the agent joining is the answer signal (SPEC §3).
+        // moment, so the agent joining is the answer signal (docs/call-lifecycle.md).
         'livekit.agent_joined': {
           target: 'connected',
           actions: [

@@ -1,10 +1,10 @@
 // Types of the CP-01 call chart (context, input and events) and the lists of public names they
 // derive from: one `const` list per concept, which the API schemas, the OpenAPI document and the
 // metric labels read too. machines/ imports only xstate and each other, so every list the chart's
-// types need is declared here. Names are the public contract of ../shared/SPEC.md: clients depend
+// types need is declared here. Names are the public contract (docs/README.md): clients depend
 // on them. Apart from the lists and isFinalState, no runtime code lives here.
 
-/** Public `state` values (SPEC §2): the top-level states of the chart. */
+/** Public `state` values (docs/call-lifecycle.md): the top-level states of the chart. */
 export const CALL_STATES = Object.freeze(['queued', 'dialing', 'ringing', 'connected', 'transferring', 'ending', 'ended', 'failed'] as const);
 export type CallState = (typeof CALL_STATES)[number];
 
@@ -23,7 +23,7 @@ export const LIVE_STATES: readonly LiveState[] = Object.freeze(CALL_STATES.filte
 export const DIRECTIONS = Object.freeze(['inbound', 'outbound'] as const);
 export type Direction = (typeof DIRECTIONS)[number];
 
-/** CP-04 error categories, in the order of SPEC §5. */
+/** CP-04 error categories, in the order of docs/errors.md. */
 export const ERROR_CATEGORIES = Object.freeze([
   'busy', 'no_answer', 'declined', 'invalid_number', 'trunk_auth_error', 'carrier_error',
   'rate_limited', 'provider_unavailable', 'timeout', 'auth_error', 'config_error',
@@ -31,7 +31,7 @@ export const ERROR_CATEGORIES = Object.freeze([
 ] as const);
 export type ErrorCategory = (typeof ERROR_CATEGORIES)[number];
 
-/** End reasons of the final state `ended` (SPEC §2). */
+/** End reasons of the final state `ended` (docs/call-lifecycle.md). */
 export const ENDED_REASONS = Object.freeze([
   'remote_hangup', 'agent_hangup', 'api_hangup', 'transferred', 'busy',
   'no_answer', 'declined', 'canceled', 'max_duration', 'room_closed',
@@ -184,7 +184,7 @@ export type TransferFailedEvent = At & { type: 'transfer.failed'; error: CallErr
 export type ApiHangupEvent = At & { type: 'api.hangup' };
 /**
  * Reconciliation found the call's LiveKit room, or its phone leg, gone: LiveKit drops webhooks it
- * cannot deliver within about 30 s, so the plane checks live calls against LiveKit (SPEC §8).
+ * cannot deliver within about 30 s, so the plane checks live calls against LiveKit (docs/call-lifecycle.md).
  */
 export type ReconcileGoneEvent = At & { type: 'reconcile.gone'; what: 'room' | 'participant' };
 export type ApiTransferEvent = At & { type: 'api.transfer'; to: string };
@@ -217,7 +217,7 @@ export type CallEvent =
 
 export type CallEventType = CallEvent['type'];
 
-/** OBS-00 event names (SPEC §4). */
+/** OBS-00 event names (docs/events.md). */
 export const OBS_EVENT_NAMES = Object.freeze([
   'call.created', 'call.queued', 'call.dialing', 'call.ringing', 'call.started',
   'call.agent_joined', 'call.agent_left', 'call.transfer_requested', 'call.transfer_failed',

@@ -1,4 +1,4 @@
-// The only reader of process.env and `.env_local` (SPEC §7). Returns a frozen, typed config, or
+// The only reader of process.env and `.env_local` (docs/configuration.md). Returns a frozen, typed config, or
 // throws ConfigurationError whose message is one line naming the variable.
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';

@@ -1,4 +1,4 @@
-// How the phone party leaving the room ends a call (SPEC §3, CP-02): LiveKit's
+// How the phone party leaving the room ends a call (docs/call-lifecycle.md, CP-02): LiveKit's
 // DisconnectReason of the SIP participant decides the final state and end reason.
 import type { DisconnectReason, EndedReason, ErrorCategory } from '../../machines/call.types.js';
 

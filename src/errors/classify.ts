@@ -1,4 +1,4 @@
-// CP-04: one classifier turns any LiveKit/SIP/network error into a category (SPEC §5).
+// CP-04: one classifier turns any LiveKit/SIP/network error into a category (docs/errors.md).
 // The input is whatever a livekit-server-sdk call rejected with (ServerError, SipCallError,
 // undici's `TypeError: fetch failed`, an AbortSignal.timeout DOMException) or our own errors.
 import type { CallError, ErrorCategory } from '../../machines/call.types.js';

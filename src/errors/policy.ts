@@ -1,4 +1,4 @@
-// CP-04 policy: what each error category means for a call (SPEC §5).
+// CP-04 policy: what each error category means for a call (docs/errors.md).
 import type { ErrorCategory, FinalState } from '../../machines/call.types.js';
 
 export interface CategoryPolicy {

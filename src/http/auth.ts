@@ -1,4 +1,4 @@
-// Bearer keys of the Control API (SPEC §6), compared in constant time.
+// Bearer keys of the Control API (docs/api.md), compared in constant time.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Next } from 'koa';
 import { Problem } from './problem.js';

@@ -1,4 +1,4 @@
-// The Control API's write side (SPEC §6): place a call, hang up, transfer. Each route parses and
+// The Control API's write side (docs/api.md): place a call, hang up, transfer. Each route parses and
 // validates, turns the request into one event for the call, and renders what the chart decided:
 // an event the call's state does not accept is a 409.
 import { createHash } from 'node:crypto';
@@ -23,7 +23,7 @@ export interface CallCommandRouteOptions {
   allowedFromNumbers: readonly string[];
 }
 
-/** An answered key is replayed this long (SPEC §6, Stripe's convention). */
+/** An answered key is replayed this long (docs/api.md, Stripe's convention). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /**
  * A key whose first request is in flight is held this long: if that request dies with its

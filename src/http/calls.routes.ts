@@ -1,4 +1,4 @@
-// The Control API's read side (SPEC §6): list calls, get one, read its event history.
+// The Control API's read side (docs/api.md): list calls, get one, read its event history.
 import Router from '@koa/router';
 import { CALL_STATES, DIRECTIONS, type CallState, type Direction } from '../../machines/call.types.js';
 import { InvalidCursorError } from '../store/errors.js';

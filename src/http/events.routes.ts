@@ -1,4 +1,4 @@
-// `GET /v1/events` (SPEC §6): the OBS-00 envelopes as Server-Sent Events, `id:` the stream
+// `GET /v1/events` (docs/events.md): the OBS-00 envelopes as Server-Sent Events, `id:` the stream
 // position, `event:` the event name, `data:` the envelope. `Last-Event-ID` resumes from the replay
 // buffer of the EventStream; `?session_id=` narrows the stream to one call.
 import Router from '@koa/router';

@@ -1,4 +1,4 @@
-// Request and response schemas of the Control API (SPEC §6). The routes validate with them and
+// Request and response schemas of the Control API (docs/api.md). The routes validate with them and
 // /openapi.json is generated from them, so the documentation cannot drift from the code.
 import { z } from 'zod';
 import { CALL_STATES, DIRECTIONS, END_REASONS, ERROR_CATEGORIES, OBS_EVENT_NAMES } from '../../machines/call.types.js';

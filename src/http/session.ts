@@ -1,4 +1,4 @@
-// The session object of the Control API (SPEC §6), projected from a call's stored record.
+// The session object of the Control API (docs/api.md), projected from a call's stored record.
 import { CALL_STATES, type CallContext, type CallState, type Direction, type EndReason, type ErrorCategory } from '../../machines/call.types.js';
 import { callDurationS } from '../calls/call.logic.js';
 import { userMessage, type Language } from '../errors/messages.js';

@@ -1,4 +1,4 @@
-// POST /webhook (SPEC §3): LiveKit's events, verified exactly as livekit-server-sdk's
+// POST /webhook (docs/api.md): LiveKit's events, verified exactly as livekit-server-sdk's
 // WebhookReceiver verifies them, with the SDK's own TokenVerifier, then applied to calls.
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';

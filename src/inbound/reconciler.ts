@@ -1,4 +1,4 @@
-// Reconciliation (SPEC §8): LiveKit drops webhooks it cannot deliver within about 30 s, and a
+// Reconciliation (docs/call-lifecycle.md): LiveKit drops webhooks it cannot deliver within about 30 s, and a
 // replica can die with a dial in flight. At start-up and every RECONCILE_INTERVAL_S, live calls
 // are checked against LiveKit's rooms and participants:
 // - a call whose room, or whose phone leg, is gone ends as room_closed (`call.ended` says

@@ -113,7 +113,7 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
           reason: participant.disconnectReason,
         });
     }
-    // track_published / track_unpublished are not answer signals (SPEC §3); egress and ingress
+    // track_published / track_unpublished are not answer signals (docs/call-lifecycle.md); egress and ingress
     // events and ordinary participants are not about calls.
     return { outcome: 'ignored', sessionId: null };
   }

@@ -1,4 +1,4 @@
-// OBS-00 (SPEC §4): the envelope every lifecycle event travels in, to logs, the event stream
+// OBS-00 (docs/events.md): the envelope every lifecycle event travels in, to logs, the event stream
 // and per-call history.
 import type { CallState, Direction, ObsEventName } from '../../machines/call.types.js';
 

@@ -1,4 +1,4 @@
-// The Control API's event stream (SPEC §6, `GET /v1/events`): every OBS-00 envelope published on
+// The Control API's event stream (docs/events.md, `GET /v1/events`): every OBS-00 envelope published on
 // the bus gets the next stream id (1, 2, 3... per process) and is kept in a bounded replay buffer,
 // so a client that reconnects with `Last-Event-ID` receives exactly the events it missed, or is told
 // that some have already left the buffer.

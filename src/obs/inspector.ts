@@ -1,7 +1,7 @@
 // INSPECT=1: every call actor is visible live in the Stately inspector.
 // @statelyai/inspect's own createInspectorServer listens on every interface without
 // authentication, so the plane runs the same small bridge itself, bound to loopback only.
-// Phone numbers are masked in every context and event the inspector sees (SPEC §9).
+// Phone numbers are masked in every context and event the inspector sees (docs/observability.md).
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createWebSocketInspector } from '@statelyai/inspect';

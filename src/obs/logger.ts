@@ -1,4 +1,4 @@
-// pino, with phone numbers masked in every line and secrets never written (SPEC §9).
+// pino, with phone numbers masked in every line and secrets never written (docs/observability.md).
 import { pino, type Logger, type LevelWithSilent, type DestinationStream } from 'pino';
 import { maskDeep, maskPhoneNumbers } from './mask.js';
 import type { ObsEnvelope } from './envelope.js';

@@ -1,4 +1,4 @@
-// SPEC §9: phone numbers are masked in logs and the inspector wherever they appear, LiveKit
+// docs/observability.md: phone numbers are masked in logs and the inspector wherever they appear, LiveKit
 // identities (`sip_+316...`) and room names included. The one masker of the plane: CP-04 error
 // messages (src/errors/classify.ts) find numbers with it too.
 

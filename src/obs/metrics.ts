@@ -1,4 +1,4 @@
-// Prometheus metrics (`GET /metrics`, SPEC §6), fed by OBS-00 envelopes (SPEC §4), webhook and
+// Prometheus metrics (`GET /metrics`, docs/observability.md), fed by OBS-00 envelopes (docs/events.md), webhook and
 // Control API outcomes, and the latency of every LiveKit API call (CP-02) with its CP-04 category.
 // Each createMetrics() has its own Registry, never prom-client's global one: tests build many
 // services in one process.

@@ -154,7 +154,7 @@ describe('CallRuntime', () => {
     expect(events.at(-1)?.data).toMatchObject({ end_reason: 'api_hangup' });
   });
 
-  it('stamps every OBS-00 envelope with the SPEC §4 fields', async () => {
+  it('stamps every OBS-00 envelope with the docs/events.md fields', async () => {
     const { runtime, published, clock } = createCallHarness();
     await runtime.create(inboundInput());
     expect(published[0]).toEqual({

@@ -1,4 +1,4 @@
-// How the phone party leaving ends a call (SPEC §3, CP-02): every DisconnectReason LiveKit's
+// How the phone party leaving ends a call (docs/call-lifecycle.md, CP-02): every DisconnectReason LiveKit's
 // protocol defines, by the name its webhooks carry, to the call's final state and end reason.
 import { DisconnectReason } from '@livekit/protocol';
 import { describe, expect, it } from 'vitest';

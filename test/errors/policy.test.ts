@@ -33,12 +33,12 @@ describe('CATEGORY_POLICIES', () => {
   };
 
   for (const [category, [retryable, outcome]] of Object.entries(expected)) {
-    it(`gives ${category} retryable=${retryable} and outcome ${outcome}, as the SPEC §5 table says`, () => {
+    it(`gives ${category} retryable=${retryable} and outcome ${outcome}, as the docs/errors.md table says`, () => {
       expect(CATEGORY_POLICIES[category as ErrorCategory]).toEqual({ retryable, outcome });
     });
   }
 
-  it('lists exactly the fourteen categories of the SPEC', () => {
+  it('lists exactly the fourteen categories of docs/errors.md', () => {
     expect([...ERROR_CATEGORIES].sort()).toEqual(Object.keys(expected).sort());
   });
 

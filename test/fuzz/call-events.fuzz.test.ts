@@ -1,5 +1,5 @@
 // Fuzzing the CP-01 chart through the runtime: random, duplicated and dropped event sequences for
-// one call, with time moving in between, must never break the invariants of SPEC §2 and §4, nor
+// one call, with time moving in between, must never break the invariants of docs/call-lifecycle.md, docs/events.md, nor
 // lose a deadline. And LiveKit's retries (every webhook delivered twice) must change nothing over HTTP.
 //
 // Bounded so it runs inside `npm test`. FUZZ_RUNS sets the number of runs (long variant:
@@ -450,7 +450,7 @@ async function checkCall(h: CallHarness, id: string, frozen: Frozen | null, wher
 
   expect(session.end_reason !== null, `${where}: end_reason is set exactly when final (state ${record.state})`).toBe(final);
   if (record.state === 'failed') expect(ERROR_CATEGORIES, `${where}: a failed call ends with a CP-04 category`).toContain(session.end_reason);
-  if (record.state === 'ended') expect(ENDED_REASONS, `${where}: an ended call ends with an end reason of SPEC §2`).toContain(session.end_reason);
+  if (record.state === 'ended') expect(ENDED_REASONS, `${where}: an ended call ends with an end reason of docs/call-lifecycle.md`).toContain(session.end_reason);
   if (LIVE_ANSWERED.includes(record.state)) expect(session.answered_at, `${where}: a ${record.state} call has answered_at`).not.toBeNull();
   if (session.duration_s !== null) expect(session.duration_s, `${where}: duration_s`).toBeGreaterThanOrEqual(0);
   const { answeredAt, endedAt } = record.context;

@@ -68,7 +68,7 @@ describe('GET /v1/calls', () => {
     await seedCalls(12);
   });
 
-  it('lists newest first with the session fields of SPEC §6', async () => {
+  it('lists newest first with the session fields of docs/api.md', async () => {
     const body = await json<{ calls: Session[]; next_cursor: string | null }>(await h.api('/v1/calls'));
     expect(body.calls).toHaveLength(12);
     expect(body.next_cursor).toBeNull();

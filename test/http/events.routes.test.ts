@@ -1,4 +1,4 @@
-// GET /v1/events: OBS-00 envelopes as Server-Sent Events (SPEC §6), with Last-Event-ID resume
+// GET /v1/events: OBS-00 envelopes as Server-Sent Events (docs/events.md), with Last-Event-ID resume
 // from the EventStream's replay buffer (tested on its own in test/obs/event-stream.test.ts).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,4 +1,4 @@
-// POST /webhook: every bad input of SPEC §3 gets a clear 4xx and changes nothing; events are
+// POST /webhook: every bad input of docs/api.md gets a clear 4xx and changes nothing; events are
 // applied once, in order, and never reopen a final call.
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCallStore } from '../../src/store/memory/call.store.js';

@@ -1,4 +1,4 @@
-// Reconciliation against LiveKit (SPEC §8): calls whose room or phone leg vanished without a
+// Reconciliation against LiveKit (docs/call-lifecycle.md): calls whose room or phone leg vanished without a
 // webhook end as room_closed; a dial lost with its replica is resolved from LiveKit, never
 // repeated blindly.
 import { afterEach, describe, expect, it } from 'vitest';

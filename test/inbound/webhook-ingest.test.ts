@@ -231,7 +231,7 @@ describe('webhook ingest', () => {
 
       expect(await t.calls()).toHaveLength(1);
       expect(await t.call('call-out-1')).toMatchObject({
-        state: 'dialing', // joining is not an answer (SPEC §3): the dial result decides
+        state: 'dialing', // joining is not an answer (docs/call-lifecycle.md): the dial result decides
         context: { roomSid: 'RM_out1', sipCallId: 'SCL_out1', sipCallStatus: 'dialing' },
       });
     });
@@ -353,7 +353,7 @@ describe('webhook ingest', () => {
         egressInfo: { egressId: 'EG_1', roomId: ROOM.sid, roomName: ROOM.name, status: 'EGRESS_STARTING' },
       };
       for (const json of [
-        // the caller's audio is not an answer signal (SPEC §3)
+        // the caller's audio is not an answer signal (docs/call-lifecycle.md)
         webhookEvents.trackPublished(ROOM, caller()),
         webhookEvents.trackUnpublished(ROOM, caller()),
         // even when it names the caller in full: a track going away is not the caller leaving

@@ -1,4 +1,4 @@
-// The EventStream (SPEC §6): stream ids, the bounded replay buffer behind Last-Event-ID, and its
+// The EventStream (docs/events.md): stream ids, the bounded replay buffer behind Last-Event-ID, and its
 // subscribers; GET /v1/events over it is tested in test/http/events.routes.test.ts.
 import { describe, expect, it, vi } from 'vitest';
 import { createEventBus, type EventBus } from '../../src/obs/event-bus.js';

@@ -1,4 +1,4 @@
-// A Redis outage (SPEC §8): while Redis is down the service says so (readyz 503, webhooks 503 so
+// A Redis outage (docs/replicas.md): while Redis is down the service says so (readyz 503, webhooks 503 so
 // LiveKit retries, Control API 503) and changes nothing; when Redis is back it recovers by itself
 // and LiveKit's retry is applied once.
 import { afterAll, describe, expect, it } from 'vitest';

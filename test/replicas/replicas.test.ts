@@ -1,4 +1,4 @@
-// Several replicas on one Redis (SPEC §8): three `npm start` processes behind a round-robin load
+// Several replicas on one Redis (docs/replicas.md): three `npm start` processes behind a round-robin load
 // balancer take 200 concurrent calls (inbound from LiveKit webhooks, outbound through the Control
 // API) while replicas are killed with SIGKILL and restarted. Afterwards every call is in its
 // correct final state, no call's seq has a gap, no OBS-00 event is duplicated and no dial was

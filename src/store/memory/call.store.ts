@@ -1,4 +1,4 @@
-// The embedded store: one process, everything in memory (SPEC §8, the default without REDIS_URL).
+// The embedded store: one process, everything in memory (docs/replicas.md, the default without REDIS_URL).
 // Final calls and their history are kept for a bounded time and count; live calls always stay.
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import { isFinalState } from '../../../machines/call.types.js';

@@ -1,4 +1,4 @@
-// The shared store (SPEC §8, with REDIS_URL): calls, their events, webhook de-duplication,
+// The shared store (docs/replicas.md, with REDIS_URL): calls, their events, webhook de-duplication,
 // idempotency keys, timers and per-call writer leases live in Redis, so any replica serves any
 // request and a replica that dies mid-call loses nothing. Semantics follow MemoryCallStore
 // (the contract suite in test/calls/store.contract.test.ts runs against both).

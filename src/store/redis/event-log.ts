@@ -1,4 +1,4 @@
-// The event stream shared by every replica (SPEC §8): each committed OBS-00 envelope is added to
+// The event stream shared by every replica (docs/replicas.md): each committed OBS-00 envelope is added to
 // one Redis stream under a global, gap-free number, and every replica follows that stream into
 // its local EventStream, so an SSE client sees every call's events whichever replica it is
 // connected to, and resumes with Last-Event-ID on any of them.
