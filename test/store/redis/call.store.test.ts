@@ -1,0 +1,247 @@
+// What only the Redis store has: replicas sharing one store (one writer per call), the lock
+// lease, indexes that are hints checked against the record, its key layout, and outages.
+import { randomUUID } from 'node:crypto';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { CallState } from '../../../machines/call.types.js';
+import { MemoryCallStore } from '../../../src/store/memory/call.store.js';
+import type { CallRecord, CallStore } from '../../../src/store/call-store.port.js';
+import { StoreUnavailableError } from '../../../src/store/errors.js';
+import { RedisCallStore } from '../../../src/store/redis/call.store.js';
+import { RedisConnection } from '../../../src/store/redis/connection.js';
+import { freePort, startRedisOnPort, type RedisHandle } from '../../../dev/redis-server.js';
+import { allPages, closeAfterTest, envelope, openRedis, raw, record, sleep, useRedisStores } from '../../support/store-fixtures.js';
+
+useRedisStores();
+
+describe('RedisCallStore', () => {
+  let prefix = '';
+
+  beforeEach(() => {
+    prefix = `test-${randomUUID().slice(0, 8)}:`;
+  });
+
+  it('serializes one call across replicas', async () => {
+    const replicas = [openRedis(prefix), openRedis(prefix)];
+    const log: string[] = [];
+    const task = (name: string) => async () => {
+      log.push(`${name}:in`);
+      await sleep(40);
+      log.push(`${name}:out`);
+      return name;
+    };
+    const results = await Promise.all([0, 1, 2, 3].map((i) => (replicas[i % 2] as RedisCallStore).withCallLock('call', task(`t${i}`))));
+    expect(results).toEqual(['t0', 't1', 't2', 't3']);
+    for (let i = 0; i < log.length; i += 2) {
+      expect(log[i]?.replace(':in', '')).toBe(log[i + 1]?.replace(':out', ''));
+    }
+    expect(log).toHaveLength(8);
+  });
+
+  it('keeps the lease of a long task, and gives up waiting after lockWaitMs', async () => {
+    const first = openRedis(prefix, { lockTtlMs: 150 });
+    const second = openRedis(prefix, { lockTtlMs: 150, lockWaitMs: 250 });
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const long = first.withCallLock('call', async () => {
+      started();
+      await sleep(700);
+      return 'long';
+    });
+    await running;
+    const t0 = Date.now();
+    await expect(second.withCallLock('call', async () => 'second')).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(240);
+    expect(await long).toBe('long');
+    const t1 = Date.now();
+    expect(await second.withCallLock('call', async () => 'second')).toBe('second');
+    expect(Date.now() - t1).toBeLessThan(200);
+  });
+
+  it('treats its indexes as hints checked against the record', async () => {
+    const store = openRedis(prefix);
+    await store.commit(record('a', 'ringing', 1, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
+    await store.commit(record('b', 'ended', 1, { roomName: 'room-b', roomSid: 'RM_b', sipIdentity: 'sip-b' }), []);
+    // stale pointers, as a crash between a commit and its index writes could leave them
+    await raw(store).set(`${prefix}room:sid:RM_b`, 'b');
+    await raw(store).set(`${prefix}room:name:room-b`, 'b');
+    await raw(store).set(`${prefix}sip:sip-b`, 'b');
+    await raw(store).set(`${prefix}sip:sip-x`, 'a');
+    await raw(store).zadd(`${prefix}calls:state:connected`, 1, 'a');
+    await raw(store).zadd(`${prefix}calls:live`, 2, 'b');
+    await raw(store).zadd(`${prefix}calls:all`, 0, 'gone');
+    expect(await store.findLiveByRoom({ sid: 'RM_b', name: 'room-b' })).toBeUndefined();
+    expect(await store.findLiveBySipIdentity('sip-b')).toBeUndefined();
+    expect(await store.findLiveBySipIdentity('sip-x')).toBeUndefined();
+    expect(await allPages(store, { state: 'connected', limit: 5 })).toEqual([]);
+    expect(await allPages(store, { limit: 5 })).toEqual(['b', 'a']);
+    expect(await store.liveCallIds(10)).toEqual(['a']);
+    expect(await raw(store).zscore(`${prefix}calls:all`, 'gone')).toBeNull();
+    // the next commit writes them again
+    await store.commit(record('a', 'connected', 2, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
+    expect(await allPages(store, { state: 'connected', limit: 5 })).toEqual(['a']);
+    expect(await raw(store).zscore(`${prefix}calls:state:ringing`, 'a')).toBeNull();
+    expect(await store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' })).toBe('a');
+    // a changed identity and a final call leave no lookup keys behind
+    await store.commit(record('a', 'connected', 3, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
+    expect(await raw(store).exists(`${prefix}sip:sip-a`)).toBe(0);
+    expect(await raw(store).get(`${prefix}sip:sip-a2`)).toBe('a');
+    await store.commit(record('a', 'ended', 4, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
+    const left = await raw(store).keys(`${prefix}*`);
+    expect(left.filter((key) => /:(room|sip):/.test(key) && !key.endsWith(':RM_b') && !key.endsWith(':room-b') && !key.endsWith(':sip-b') && !key.endsWith(':sip-x'))).toEqual([]);
+    expect(await raw(store).zscore(`${prefix}timers`, 'a')).toBeNull();
+    expect(await raw(store).zscore(`${prefix}calls:live`, 'a')).toBeNull();
+    expect(await raw(store).pttl(`${prefix}call:{a}`)).toBeGreaterThan(0);
+  });
+
+  it('keeps every key of one call in one hash slot, and expires webhook ids', async () => {
+    const store = openRedis(prefix, { webhookDedupTtlMs: 150 });
+    await store.commit(record('a', 'ringing', 1), [envelope('a', 1)]);
+    const keys = (await raw(store).keys(`${prefix}call:*`)).sort();
+    expect(keys).toEqual([`${prefix}call:{a}`, `${prefix}call:{a}:events`]);
+    await store.rememberWebhook('EV_1');
+    expect(await store.seenWebhook('EV_1')).toBe(true);
+    await sleep(300);
+    expect(await store.seenWebhook('EV_1')).toBe(false);
+  });
+
+  it('behaves like the embedded store for the same commits', async () => {
+    const memory = new MemoryCallStore({ retentionMs: 3_600_000, maxFinalCalls: 10_000, webhookDedupSize: 100, maxEventsPerCall: 4 });
+    const stores: CallStore[] = [memory, openRedis(prefix, { maxEventsPerCall: 4 })];
+    let seed = 12345;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const pick = <T>(items: readonly T[]): T => items[random(items.length)] as T;
+    const names = ['r0', 'r1', 'r2'];
+    const sids = [null, 'RM_0', 'RM_1', 'RM_2', 'RM_3'];
+    const identities = [null, 'sip-0', 'sip-1', 'sip-2'];
+    const live: CallState[] = ['queued', 'dialing', 'ringing', 'connected', 'transferring', 'ending'];
+    const calls = new Map<string, CallRecord>();
+    let nextId = 0;
+    let clock = 10_000;
+
+    async function same<T>(question: (store: CallStore) => Promise<T>): Promise<T> {
+      const [expected, actual] = await Promise.all(stores.map(question));
+      expect(actual).toEqual(expected);
+      return expected as T;
+    }
+
+    for (let step = 0; step < 60; step++) {
+      const open = [...calls.values()].filter((c) => !['ended', 'failed'].includes(c.state));
+      const previous = open.length > 0 && random(3) > 0 ? pick(open) : null;
+      const id = previous?.id ?? `c${nextId++}`;
+      const version = (previous?.version ?? 0) + 1;
+      const final = previous !== null && random(4) === 0;
+      const ring = random(3) === 0 ? clock + random(50) : null;
+      const next = record(id, final ? pick(['ended', 'failed'] as const) : pick(live), version, {
+        roomName: random(3) === 0 || !previous ? pick(names) : previous.context.roomName,
+        roomSid: random(3) === 0 || !previous ? pick(sids) : previous.context.roomSid,
+        sipIdentity: random(3) === 0 || !previous ? pick(identities) : previous.context.sipIdentity,
+        direction: previous?.context.direction ?? pick(['inbound', 'outbound'] as const),
+        deadlines: { ring: final ? null : ring },
+      });
+      const events = Array.from({ length: random(3) }, (_, i) => envelope(id, previous ? previous.lastSeq + i + 1 : i + 1));
+      for (const store of stores) await store.commit(next, events);
+      calls.set(id, next);
+      clock += 20;
+
+      for (const name of names) for (const sid of sids) await same((s) => s.findLiveByRoom({ sid, name }));
+      for (const identity of identities) if (identity) await same((s) => s.findLiveBySipIdentity(identity));
+      await same((s) => s.liveCallIds(100));
+      await same(async (s) => (await s.claimDueTimers(clock, 100, 30)).sort());
+      if (step % 10 === 9) {
+        for (const state of [undefined, ...live, 'ended', 'failed'] as const) {
+          for (const direction of [undefined, 'inbound', 'outbound'] as const) {
+            await same((s) => allPages(s, { state, direction, limit: 3 }));
+          }
+        }
+        for (const callId of calls.keys()) {
+          await same((s) => s.get(callId));
+          await same((s) => s.events(callId));
+        }
+      }
+    }
+  });
+});
+
+describe('RedisCallStore outages', () => {
+  const everyMethod = (store: RedisCallStore): Record<string, () => Promise<unknown>> => ({
+    get: () => store.get('a'),
+    commit: () => store.commit(record('z', 'ringing'), [envelope('z', 1)]),
+    findLiveByRoom: () => store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' }),
+    findLiveBySipIdentity: () => store.findLiveBySipIdentity('sip_a'),
+    list: () => store.list({ limit: 5 }),
+    events: () => store.events('a'),
+    seenWebhook: () => store.seenWebhook('EV_1'),
+    rememberWebhook: () => store.rememberWebhook('EV_1'),
+    claimIdempotencyKey: () => store.claimIdempotencyKey('k', { fingerprint: 'fp', sessionId: 's', leaseMs: 1000, ttlMs: 1000 }),
+    completeIdempotencyKey: () => store.completeIdempotencyKey('k', { status: 200, headers: {}, body: null }),
+    releaseIdempotencyKey: () => store.releaseIdempotencyKey('k'),
+    withCallLock: () => store.withCallLock('a', async () => 'ran'),
+    claimDueTimers: () => store.claimDueTimers(Date.now(), 10, 1000),
+    liveCallIds: () => store.liveCallIds(10),
+    ping: () => store.ping(),
+  });
+
+  async function expectUnavailable(store: RedisCallStore): Promise<void> {
+    for (const [name, call] of Object.entries(everyMethod(store))) {
+      const started = Date.now();
+      const outcome = await call().then(
+        () => 'resolved',
+        (err: unknown) => err,
+      );
+      expect(outcome, name).toBeInstanceOf(StoreUnavailableError);
+      expect((outcome as StoreUnavailableError).cause, name).toBeDefined();
+      expect(Date.now() - started, name).toBeLessThan(2000);
+    }
+  }
+
+  async function eventually(probe: () => Promise<unknown>, withinMs: number): Promise<void> {
+    const deadline = Date.now() + withinMs;
+    for (;;) {
+      try {
+        await probe();
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await sleep(50);
+      }
+    }
+  }
+
+  it('fails fast while Redis is down and recovers by itself when it is back', async () => {
+    const port = await freePort();
+    const store = new RedisCallStore({
+      connection: new RedisConnection({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'outage:' }),
+      retentionMs: 60_000,
+      webhookDedupTtlMs: 60_000,
+      maxEventsPerCall: 10,
+    });
+    closeAfterTest(store);
+    let server: RedisHandle | null = null;
+    try {
+      // nothing listens yet
+      await expectUnavailable(store);
+
+      server = await startRedisOnPort(port);
+      await eventually(() => store.ping(), 5000);
+      await store.commit(record('a', 'ringing'), [envelope('a', 1)]);
+      expect((await store.get('a'))?.state).toBe('ringing');
+
+      // Redis goes away under a working store
+      await server.stop();
+      server = null;
+      await expectUnavailable(store);
+
+      // and comes back (empty: no persistence); the same store instance works again
+      server = await startRedisOnPort(port);
+      await eventually(() => store.ping(), 5000);
+      await store.commit(record('a', 'ringing'), []);
+      expect(await store.withCallLock('a', async () => store.get('a'))).toEqual(record('a', 'ringing'));
+      expect(await store.liveCallIds(10)).toEqual(['a']);
+    } finally {
+      await server?.stop();
+    }
+  });
+});

@@ -1,0 +1,112 @@
+// What the store tests share: records and envelopes as the runtime writes them, paging, and
+// Redis stores on a private redis-server (each test's own key prefix), closed after each test.
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
+import type { ObsEnvelope } from '../../src/obs/envelope.js';
+import type { CallRecord, CallStore } from '../../src/store/call-store.port.js';
+import { RedisCallStore, type RedisStoreOptions } from '../../src/store/redis/call.store.js';
+import { RedisConnection } from '../../src/store/redis/connection.js';
+import { useRedis, type RedisHandle } from '../../dev/redis-server.js';
+
+export const NO_DEADLINES = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null };
+
+type ContextPart = Partial<Pick<CallContext, 'roomName' | 'roomSid' | 'sipIdentity' | 'direction'>> & {
+  deadlines?: Partial<CallContext['deadlines']>;
+};
+
+export function record(id: string, state: CallState, version = 1, context: ContextPart = {}): CallRecord {
+  return {
+    machine: 'call-v1',
+    id,
+    state,
+    version,
+    lastSeq: version * 2,
+    webhookIds: [`EV_${id}_${version}`],
+    snapshot: { status: 'active', value: state, context: { nested: [1, { deep: true }] } } as never,
+    context: {
+      roomName: context.roomName ?? `room-${id}`,
+      roomSid: context.roomSid === undefined ? `RM_${id}` : context.roomSid,
+      sipIdentity: context.sipIdentity === undefined ? `sip_${id}` : context.sipIdentity,
+      direction: context.direction ?? 'inbound',
+      deadlines: { ...NO_DEADLINES, ...context.deadlines },
+    } as never,
+  };
+}
+
+export function envelope(id: string, seq: number): ObsEnvelope {
+  return {
+    event: 'call.ringing' as never,
+    event_id: `EV_${id}_${seq}`,
+    ts: new Date(1_700_000_000_000 + seq).toISOString(),
+    session_id: id,
+    seq,
+    direction: 'inbound',
+    state: 'ringing',
+    livekit_room: `room-${id}`,
+    data: { seq, list: [], map: {} },
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function allPages(store: CallStore, query: { state?: CallState; direction?: Direction; limit: number }): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | undefined;
+  for (let pages = 0; pages < 1000; pages++) {
+    const page = await store.list({ ...query, cursor });
+    ids.push(...page.records.map((r) => r.id));
+    if (page.nextCursor === null) return ids;
+    cursor = page.nextCursor;
+  }
+  throw new Error('list did not end');
+}
+
+export interface StoreOptions {
+  retentionMs?: number;
+  maxEventsPerCall?: number;
+  webhookDedupTtlMs?: number;
+}
+
+let redis: RedisHandle | null = null;
+const opened: CallStore[] = [];
+
+/** Starts (or finds) Redis for the test file that calls it, and closes its stores after each test. */
+export function useRedisStores(): void {
+  beforeAll(async () => {
+    redis = await useRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+  });
+}
+
+/** Closed after the test like the stores openRedis makes. */
+export function closeAfterTest(store: CallStore): void {
+  opened.push(store);
+}
+
+export function openRedis(prefix: string, options: StoreOptions & Partial<RedisStoreOptions> = {}): RedisCallStore {
+  if (!redis) throw new Error('no redis');
+  const connection = new RedisConnection({ url: redis.url, keyPrefix: prefix });
+  const store = new RedisCallStore({
+    connection,
+    retentionMs: 3_600_000,
+    webhookDedupTtlMs: 3_600_000,
+    maxEventsPerCall: 50,
+    ...options,
+  });
+  opened.push(store);
+  connections.set(store, connection);
+  return store;
+}
+
+/** The Redis client under a store: the tests below inspect and corrupt keys directly. */
+const connections = new WeakMap<RedisCallStore, RedisConnection>();
+export function raw(store: RedisCallStore): RedisConnection['client'] {
+  const connection = connections.get(store);
+  if (!connection) throw new Error('not a store from openRedis');
+  return connection.client;
+}
