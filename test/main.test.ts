@@ -1,7 +1,9 @@
-// `npm start`, the production entry point: starts in seconds against a LiveKit (here the
-// stand-in), serves, and drains on SIGTERM; a bad configuration stops it with one line. What
-// counts as a bad configuration is covered in config.test.ts.
+// `npm start`, the production entry point as deployed: the compiled service (dist/, built by this
+// project's globalSetup) run by plain node, with the arguments of package.json's start script.
+// It starts in seconds against a LiveKit (here the stand-in), serves, and drains on SIGTERM; a bad
+// configuration stops it with one line. What counts as a bad configuration is in config.test.ts.
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,11 +14,24 @@ afterEach(async () => {
   await standIn?.close();
 });
 
-describe('npm start (src/main.ts)', () => {
+/** `npm start`'s command after its prestart build, e.g. `exec node --enable-source-maps dist/src/main.js`. */
+const startScript = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts.start ?? '';
+const [shellExec, startCommand, ...startArgs] = startScript.split(/\s+/);
+
+describe('npm start (dist/src/main.js)', () => {
+  it('runs the compiled build with plain node, in place of the shell npm starts', () => {
+    // exec: SIGTERM sent to npm reaches the service (npm passes it to its child, which a shell
+    // running node as a child of its own would not).
+    expect(shellExec).toBe('exec');
+    expect(startCommand).toBe('node');
+    expect(startArgs.at(-1)).toBe('dist/src/main.js');
+    expect(startArgs.join(' ')).not.toContain('tsx');
+  });
+
   it('listens, answers /healthz, logs no secret, and exits 0 on SIGTERM', async () => {
     standIn = await startLiveKitStandIn();
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const child = spawn(process.execPath, startArgs, {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
@@ -57,7 +72,7 @@ describe('npm start (src/main.ts)', () => {
 
   it('exits non-zero with exactly one stderr line naming LIVEKIT_URL when LIVEKIT_URL is missing', () => {
     const started = Date.now();
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    const result = spawnSync(process.execPath, startArgs, {
       cwd: join(import.meta.dirname, '..'),
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
       encoding: 'utf8',

@@ -1,5 +1,8 @@
-// `npm start` as a child process, for the tests that need a real process (signals, kills,
-// its own memory): the same entry point a deployment runs.
+// The service as a child process, for the tests that need a real process (signals, kills,
+// its own memory): the entry point a deployment runs (src/main.ts), loaded through tsx rather
+// than from the compiled dist/ that `npm start` runs, so these tests need no build, run on the
+// sources as they are, and can preload TypeScript (test/support/inject-leak.ts patches the
+// store class these sources define). test/main.test.ts covers the compiled build itself.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
 
