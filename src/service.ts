@@ -1,5 +1,7 @@
-// Assembles the service from its parts: store → runtime → LiveKit commands → webhook ingest →
-// HTTP app. main.ts, the demo and the tests all build the service here.
+// Wires the service from its parts on a backend (memory or Redis: where state lives): runtime →
+// LiveKit commands → webhook ingest → admission → reconciliation → HTTP app. No part here knows
+// which backend it runs on; what replicas need more is the backend's `replicas` duties. main.ts,
+// the demo, the benchmarks and the tests all build the service here.
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { InspectionEvent } from 'xstate';
