@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   };
 
   let service = start();
-  // ioredis connects in the background; wait for it so the first burst does not queue on it.
+  // The Redis connection opens in the background; wait for it so the first burst does not queue on it.
   await service.store.ping();
   const ids: string[] = [];
   const createStarted = performance.now();
