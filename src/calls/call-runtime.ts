@@ -92,8 +92,6 @@ export class CallLogicError extends Error {
 interface LiveCall {
   actor: Actor<CallLogic>;
   record: CallRecord;
-  /** the service's logger with this call's `session_id` */
-  logger: Logger;
   /** set when the actor reported an error */
   failure: unknown;
 }
@@ -178,11 +176,9 @@ export class CallRuntime implements CallEvents {
         ? createActor(this.logic, { input: init.input, inspect: this.options.inspect })
         : // The input is unused when a snapshot is given: the context comes from the snapshot.
           createActor(this.logic, { snapshot: init.record.snapshot as never, input: init.record.context as never, inspect: this.options.inspect });
-    const sessionId = 'input' in init ? init.input.sessionId : init.record.id;
     const live: LiveCall = {
       actor,
       record: 'record' in init ? init.record : (undefined as unknown as CallRecord),
-      logger: callLogger(this.options.logger, sessionId),
       failure: undefined,
     };
     // Without an error subscriber xstate rethrows on a timer and the process dies.
@@ -309,7 +305,7 @@ export class CallRuntime implements CallEvents {
     }
     if (this.options.afterCommit && envelopes.length > 0) {
       await this.options.afterCommit(envelopes).catch((err: unknown) =>
-        live.logger.error({ err }, 'committed events could not be added to the event log'),
+        callLogger(this.options.logger, id).error({ err }, 'committed events could not be added to the event log'),
       );
     }
     if (isFinalState(state)) {
@@ -319,16 +315,17 @@ export class CallRuntime implements CallEvents {
       this.armTimer(record);
     }
     for (const effect of effects) {
-      if (effect.kind === 'command') this.runCommand(effect.command, record, live.logger);
+      if (effect.kind === 'command') this.runCommand(effect.command, record);
     }
     return { outcome: 'applied', record, events: envelopes };
   }
 
-  private runCommand(command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord, logger: Logger): void {
+  private runCommand(command: Extract<CallEffect, { kind: 'command' }>['command'], record: CallRecord): void {
     try {
       this.options.commands(command, record);
     } catch (err) {
-      logger.error({ err, command }, 'call command failed to start');
+      // A child logger only when there is something to say: one per live call costs memory.
+      callLogger(this.options.logger, record.id).error({ err, command }, 'call command failed to start');
     }
   }
 

@@ -26,11 +26,16 @@ export function operationFor(method: keyof LiveKitPort): Operation {
  * (label `method` = port method name, `outcome` = 'ok' or the CP-04 category of the error).
  * Results and errors pass through unchanged (the very same objects).
  */
-export function instrumentLiveKit(port: LiveKitPort, metrics: Pick<Metrics, 'livekitRequest'>): LiveKitPort {
+export function instrumentLiveKit(
+  port: LiveKitPort,
+  metrics: Pick<Metrics, 'livekitRequest'>,
+  /** milliseconds, monotonic */
+  now: () => number = () => performance.now(),
+): LiveKitPort {
   const record = (method: string, outcome: string, seconds: number): void => metrics.livekitRequest(method, outcome, seconds);
   async function timed<T>(method: keyof LiveKitPort, call: () => Promise<T>): Promise<T> {
-    const start = performance.now();
-    const elapsed = () => (performance.now() - start) / 1000;
+    const start = now();
+    const elapsed = () => (now() - start) / 1000;
     let value: T;
     try {
       value = await call();

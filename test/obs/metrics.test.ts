@@ -380,9 +380,16 @@ describe('instrumentLiveKit', () => {
 
   it('records the duration of a call in a bucket that reaches up to a minute', async () => {
     const metrics = createMetrics({ collectDefault: false });
+    let now = 1_000;
     const port = instrumentLiveKit(
-      fakePort({ listRooms: () => new Promise((resolve) => setTimeout(() => resolve([]), 30)) }),
+      fakePort({
+        listRooms: async () => {
+          now += 30; // LiveKit takes 30 ms to answer
+          return [];
+        },
+      }),
       metrics,
+      () => now,
     );
     await port.listRooms();
     const samples = await scrape(metrics);
@@ -391,7 +398,7 @@ describe('instrumentLiveKit', () => {
     expect(bucket('0.01')).toBe(0);
     expect(bucket('60')).toBe(1);
     expect(bucket('+Inf')).toBe(1);
-    expect(sample(samples, 'control_plane_livekit_request_duration_seconds_sum', { method: 'listRooms', outcome: 'ok' })).toBeGreaterThanOrEqual(0.02);
+    expect(sample(samples, 'control_plane_livekit_request_duration_seconds_sum', { method: 'listRooms', outcome: 'ok' })).toBeCloseTo(0.03, 6);
   });
 });
 
