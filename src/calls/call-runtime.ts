@@ -76,9 +76,12 @@ export class MachineVersionError extends Error {
   }
 }
 
-/** The chart that wrote a record; records from before records named it are `call-v1`. */
+/** The chart of every record stored before records named theirs: stays `call-v1` whatever the current chart is. */
+const UNNAMED_RECORDS_MACHINE = 'call-v1';
+
+/** The chart that wrote a record. */
 function machineOf(record: CallRecord): string {
-  return (record as Partial<CallRecord>).machine ?? 'call-v1';
+  return (record as Partial<CallRecord>).machine ?? UNNAMED_RECORDS_MACHINE;
 }
 
 /** An action or guard of the chart threw: a defect, reported without taking the process down. */

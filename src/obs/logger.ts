@@ -60,12 +60,12 @@ export function createLogger(options: LoggerOptions): Logger {
   return logger;
 }
 
-/** One pino line per OBS-00 event; the envelope's fields are the line's top-level fields. */
 /** The logger of one call: every line it writes carries the call's `session_id`. */
 export function callLogger(logger: Logger, sessionId: string): Logger {
   return logger.child({ session_id: sessionId });
 }
 
+/** One pino line per OBS-00 event; the envelope's fields are the line's top-level fields. */
 export function logObsEvent(logger: Logger, envelope: ObsEnvelope): void {
   logger.info(envelope, envelope.event);
 }
