@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import type { LevelWithSilent } from 'pino';
+import { OBS_EVENT_NAMES, type ObsEventName } from '../machines/call.types.js';
 
 export interface Config {
   livekit: { url: string; apiKey: string; apiSecret: string; requestTimeoutS: number };
@@ -38,15 +39,46 @@ export interface Config {
   };
   retention: { finalCallsS: number; maxFinalCalls: number; maxEventsPerCall: number };
   webhook: { maxBodyBytes: number; dedupSize: number };
+  statusCallbacks: StatusCallbackConfig;
 }
 
+/** Status callbacks (docs/status-callbacks.md). */
+export interface StatusCallbackConfig {
+  /** STATUS_CALLBACK_URL: every call's endpoint unless its request names one; null: none */
+  url: string | null;
+  /** STATUS_CALLBACK_SECRET: `whsec_...` secrets, each signs every delivery (rotation) */
+  secrets: readonly string[];
+  /** STATUS_CALLBACK_EVENTS: null: every event */
+  events: readonly ObsEventName[] | null;
+  /** STATUS_CALLBACK_ALLOWED_HOSTS: host names (`*.example.com` too) a per-call URL may name */
+  allowedHosts: readonly string[];
+  timeoutS: number;
+  /** the delays before each retry after the immediate first attempt */
+  retryScheduleS: readonly number[];
+  /** STATUS_CALLBACK_CONCURRENCY: calls whose deliveries are in flight at once, per process */
+  concurrency: number;
+  /** STATUS_CALLBACK_MAX_PENDING: the in-memory outbox's cap on deliveries waiting to be sent */
+  maxPending: number;
+}
+
+export interface ConfigurationProblem {
+  variable: string;
+  problem: string;
+}
+
+/** One line per bad value: `configuration error: <VARIABLE> <problem>`. */
 export class ConfigurationError extends Error {
+  readonly problems: readonly ConfigurationProblem[];
   constructor(
     readonly variable: string,
     problem: string,
+    /** further bad values found in the same pass */
+    more: readonly ConfigurationProblem[] = [],
   ) {
-    super(`configuration error: ${variable} ${problem}`);
+    const problems = [{ variable, problem }, ...more];
+    super(problems.map((p) => `configuration error: ${p.variable} ${p.problem}`).join('\n'));
     this.name = 'ConfigurationError';
+    this.problems = problems;
   }
 }
 
@@ -204,8 +236,113 @@ export function loadConfig(env: Env): Config {
       maxBodyBytes: 1024 * 1024,
       dedupSize: integer(env, 'WEBHOOK_DEDUP_SIZE', 100_000, 1000, 10_000_000),
     },
+    statusCallbacks: statusCallbackConfig(env),
   };
   return deepFreeze(config);
+}
+
+/** The default STATUS_CALLBACK_RETRY_SCHEDULE_S: about two days of retries in all. */
+export const DEFAULT_RETRY_SCHEDULE_S = Object.freeze([5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400]);
+const WHSEC = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
+
+function list(env: Env, name: string): string[] | undefined {
+  const raw = text(env, name);
+  if (raw === undefined) return undefined;
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+/** Whether a `whsec_` secret decodes to 24-64 bytes (Standard Webhooks' symmetric secrets). */
+export function isWebhookSecret(secret: string): boolean {
+  const match = WHSEC.exec(secret);
+  if (!match?.[1] || match[1].length % 4 !== 0) return false;
+  const bytes = Buffer.from(match[1], 'base64').length;
+  return bytes >= 24 && bytes <= 64;
+}
+
+const HOST_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** Every STATUS_CALLBACK_* variable is checked; every bad one is a line of the error. */
+function statusCallbackConfig(env: Env): StatusCallbackConfig {
+  const problems: ConfigurationProblem[] = [];
+  const check = <T>(read: () => T, fallback: T): T => {
+    try {
+      return read();
+    } catch (err) {
+      if (!(err instanceof ConfigurationError)) throw err;
+      problems.push(...err.problems);
+      return fallback;
+    }
+  };
+  const url_ = check(() => url(env, 'STATUS_CALLBACK_URL', ['http', 'https'], 'where status callbacks go, e.g. https://api.example.com/calls/events', false), null);
+
+  const secrets = list(env, 'STATUS_CALLBACK_SECRET') ?? [];
+  secrets.forEach((secret, index) => {
+    if (!isWebhookSecret(secret)) {
+      problems.push({
+        variable: 'STATUS_CALLBACK_SECRET',
+        problem: `secret ${index + 1} of ${secrets.length} is not "whsec_" followed by the base64 of 24 to 64 random bytes`,
+      });
+    }
+  });
+
+  const eventNames = list(env, 'STATUS_CALLBACK_EVENTS');
+  const unknownEvents = eventNames?.filter((name) => !(OBS_EVENT_NAMES as readonly string[]).includes(name)) ?? [];
+  if (unknownEvents.length > 0) {
+    problems.push({
+      variable: 'STATUS_CALLBACK_EVENTS',
+      problem: `names events that do not exist: ${unknownEvents.map((name) => JSON.stringify(name)).join(', ')} (the events are ${OBS_EVENT_NAMES.join(', ')})`,
+    });
+  }
+
+  const allowedHosts = (list(env, 'STATUS_CALLBACK_ALLOWED_HOSTS') ?? []).map((host) => host.toLowerCase());
+  const badHosts = allowedHosts.filter((host) => !HOST_PATTERN.test(host));
+  if (badHosts.length > 0) {
+    problems.push({
+      variable: 'STATUS_CALLBACK_ALLOWED_HOSTS',
+      problem: `must list host names such as api.example.com or *.example.com, got ${badHosts.map((host) => JSON.stringify(host)).join(', ')}`,
+    });
+  }
+
+  const timeoutS = check(() => decimal(env, 'STATUS_CALLBACK_TIMEOUT_S', 10, 0.1, 120), 10);
+
+  let retryScheduleS: readonly number[] = DEFAULT_RETRY_SCHEDULE_S;
+  const schedule = text(env, 'STATUS_CALLBACK_RETRY_SCHEDULE_S');
+  if (schedule !== undefined) {
+    const items = schedule.split(',').map((item) => item.trim());
+    if (items.some((item) => !/^\d+(\.\d+)?$/.test(item)) || items.map(Number).some((delay) => delay > 7 * 86_400)) {
+      problems.push({
+        variable: 'STATUS_CALLBACK_RETRY_SCHEDULE_S',
+        problem: `must be a comma-separated list of delays in seconds (non-negative numbers up to 604800), got ${JSON.stringify(schedule)}`,
+      });
+    } else {
+      retryScheduleS = items.map(Number);
+    }
+  }
+
+  const concurrency = check(() => integer(env, 'STATUS_CALLBACK_CONCURRENCY', 32, 1, 10_000), 32);
+  const maxPending = check(() => integer(env, 'STATUS_CALLBACK_MAX_PENDING', 100_000, 100, 100_000_000), 100_000);
+
+  if (secrets.length === 0 && (url_ !== null || allowedHosts.length > 0)) {
+    problems.push({
+      variable: 'STATUS_CALLBACK_SECRET',
+      problem: `is required once ${url_ !== null ? 'STATUS_CALLBACK_URL' : 'STATUS_CALLBACK_ALLOWED_HOSTS'} is set: every delivery is signed ("whsec_" followed by the base64 of 24 to 64 random bytes)`,
+    });
+  }
+  const [first, ...more] = problems;
+  if (first) throw new ConfigurationError(first.variable, first.problem, more);
+  return {
+    url: url_,
+    secrets: Object.freeze(secrets),
+    events: eventNames === undefined ? null : Object.freeze(eventNames as ObsEventName[]),
+    allowedHosts: Object.freeze(allowedHosts),
+    timeoutS,
+    retryScheduleS,
+    concurrency,
+    maxPending,
+  };
 }
 
 function deepFreeze<T>(value: T): T {
@@ -230,5 +367,23 @@ export function describeConfig(config: Config): Record<string, unknown> {
     store: config.redisUrl ? 'redis' : 'memory',
     inspect: config.inspect.enabled,
     calls: config.calls,
+    status_callbacks: {
+      url: config.statusCallbacks.url === null ? null : safeUrl(config.statusCallbacks.url),
+      secrets: config.statusCallbacks.secrets.length,
+      events: config.statusCallbacks.events ?? 'all',
+      allowed_hosts: config.statusCallbacks.allowedHosts,
+      timeout_s: config.statusCallbacks.timeoutS,
+      retry_schedule_s: config.statusCallbacks.retryScheduleS,
+    },
   };
+}
+
+/** A URL as it may be logged: no credentials, no query string, no fragment. */
+export function safeUrl(raw: string): string {
+  try {
+    const parsed = new URL(raw);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
 }

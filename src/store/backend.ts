@@ -5,6 +5,7 @@ import type { CallStore } from './call-store.port.js';
 import type { DialLeases } from './dial-leases.port.js';
 import type { DialQueue } from './dial-queue.port.js';
 import type { EventLog } from './event-log.port.js';
+import type { Outbox } from './outbox.port.js';
 
 /** What a backend shared by several replicas asks of each of them. */
 export interface ReplicaDuties {
@@ -19,6 +20,8 @@ export interface Backend {
   readonly dialQueue: DialQueue;
   readonly dialLeases: DialLeases;
   readonly eventLog: EventLog;
+  /** status-callback deliveries, recorded by `store.commit` */
+  readonly outbox: Outbox;
   /**
    * null when this process is the only one: its own timers are all there is, and on shutdown it
    * waits for its dials. Otherwise it polls for others' timers and slots, and on shutdown hands

@@ -2,8 +2,9 @@
 // Redis store implements the same contract for several replicas. Every method is async and
 // nothing here assumes a Map.
 import type { Snapshot } from 'xstate';
-import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
+import type { CallContext, CallState, Direction, ObsEventName } from '../../machines/call.types.js';
 import type { ObsEnvelope } from '../obs/envelope.js';
+import type { Delivery } from './outbox.port.js';
 
 export interface CallRecord {
   id: string;
@@ -27,6 +28,18 @@ export interface CallRecord {
    * replica) is recognised here even if the global de-duplication never heard of it.
    */
   webhookIds: string[];
+  /**
+   * Where this call's status callbacks go when the request chose (`POST /v1/calls`); absent:
+   * the configured default endpoint and event filter.
+   */
+  statusCallback?: StatusCallbackChoice;
+}
+
+export interface StatusCallbackChoice {
+  /** replaces STATUS_CALLBACK_URL for this call */
+  url: string | null;
+  /** replaces STATUS_CALLBACK_EVENTS for this call */
+  events: ObsEventName[] | null;
 }
 
 export interface ListQuery {
@@ -73,10 +86,11 @@ export interface IdempotencyRequest {
 export interface CallStore {
   get(id: string): Promise<CallRecord | undefined>;
   /**
-   * Stores the record and appends its new events, all or nothing. `record.version` must be
-   * one more than the stored version (0 for a new call), else VersionConflictError.
+   * Stores the record, appends its new events and records the status-callback deliveries they
+   * cause in the backend's outbox, all or nothing. `record.version` must be one more than the
+   * stored version (0 for a new call), else VersionConflictError.
    */
-  commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void>;
+  commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries?: readonly Delivery[]): Promise<void>;
   /** The live (not final) call in this LiveKit room: by sid when known, else by name. */
   findLiveByRoom(room: RoomRef): Promise<string | undefined>;
   /** The live call whose SIP participant has this identity. */

@@ -8,13 +8,15 @@ import { MemoryCallStore } from './call.store.js';
 import { MemoryDialLeases } from './dial-leases.js';
 import { MemoryDialQueue } from './dial-queue.js';
 import { MemoryEventLog } from './event-log.js';
+import { MemoryOutbox } from './outbox.js';
 
 export function createMemoryBackend(
   config: Config,
   clock: Clock,
   /** parts a test wants to hold itself */
-  parts: { store?: CallStore; dialLeases?: DialLeases } = {},
+  parts: { store?: CallStore; dialLeases?: DialLeases; outbox?: MemoryOutbox } = {},
 ): Backend {
+  const outbox = parts.outbox ?? new MemoryOutbox({ maxPending: config.statusCallbacks.maxPending });
   const store =
     parts.store ??
     new MemoryCallStore({
@@ -22,6 +24,7 @@ export function createMemoryBackend(
       maxFinalCalls: config.retention.maxFinalCalls,
       webhookDedupSize: config.webhook.dedupSize,
       maxEventsPerCall: config.retention.maxEventsPerCall,
+      outbox,
       now: () => clock.now(),
     });
   const eventLog = new MemoryEventLog();
@@ -30,6 +33,7 @@ export function createMemoryBackend(
     dialQueue: new MemoryDialQueue(clock),
     dialLeases: parts.dialLeases ?? new MemoryDialLeases(clock),
     eventLog,
+    outbox,
     replicas: null,
     async close() {
       await eventLog.stop();

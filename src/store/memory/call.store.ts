@@ -4,6 +4,8 @@ import type { ObsEnvelope } from '../../obs/envelope.js';
 import { isFinalState } from '../../../machines/call.types.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { VersionConflictError } from '../errors.js';
+import type { Delivery } from '../outbox.port.js';
+import type { MemoryOutbox } from './outbox.js';
 import {
   nextDeadline,
   type CallRecord,
@@ -25,6 +27,8 @@ export interface MemoryStoreOptions {
   webhookDedupSize: number;
   /** at most this many events are kept per call; later ones are counted but not stored */
   maxEventsPerCall: number;
+  /** where commits record their status-callback deliveries; a commit with deliveries needs it */
+  outbox?: MemoryOutbox;
   now?: () => number;
 }
 
@@ -92,10 +96,11 @@ export class MemoryCallStore implements CallStore {
     return this.entries.get(id)?.record;
   }
 
-  async commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void> {
+  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = []): Promise<void> {
     const existing = this.entries.get(record.id);
     const storedVersion = existing?.record.version ?? 0;
     if (record.version !== storedVersion + 1) throw new VersionConflictError(record.id, storedVersion + 1, record.version);
+    if (deliveries.length > 0 && !this.options.outbox) throw new Error('this store has no outbox for status-callback deliveries');
 
     const entry: Entry = existing ?? { record, events: [], ordinal: this.nextOrdinal++, finalAt: null };
     if (!existing) {
@@ -118,6 +123,7 @@ export class MemoryCallStore implements CallStore {
     } else {
       this.index(record);
     }
+    this.options.outbox?.add(deliveries, this.now());
     this.prune();
   }
 
@@ -267,6 +273,7 @@ export class MemoryCallStore implements CallStore {
       const count = this.finalQueue.length - this.finalHead;
       if (entry && count <= this.options.maxFinalCalls && (entry.finalAt ?? 0) > oldestKept) break;
       this.entries.delete(id);
+      this.options.outbox?.forget(id);
       this.finalHead++;
     }
     // Compact the bookkeeping arrays once most of them is dead weight.
