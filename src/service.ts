@@ -23,6 +23,8 @@ import { createEventBus, type EventBus } from './obs/event-bus.js';
 import { EventStream } from './obs/event-stream.js';
 import { instrumentLiveKit } from './livekit/instrumented.js';
 import { createMetrics, type Metrics } from './obs/metrics.js';
+import { createDeliveryPlanner } from './callbacks/planner.js';
+import { createStatusCallbackSender, type StatusCallbackSender } from './callbacks/sender.js';
 import type { Logger } from './obs/logger.js';
 
 export interface ServiceDeps {
@@ -38,6 +40,8 @@ export interface ServiceDeps {
   inspect?: (event: InspectionEvent) => void;
   /** defaults to metrics without process collectors (main.ts passes one with them) */
   metrics?: Metrics;
+  /** how often the status-callback sender looks for due deliveries (default 250 ms) */
+  statusCallbackPollMs?: number;
 }
 
 export interface Service {
@@ -47,6 +51,7 @@ export interface Service {
   bus: EventBus;
   metrics: Metrics;
   reconciler: Reconciler;
+  statusCallbacks: StatusCallbackSender;
   /** Live actors and armed timers of this process (a leak shows here first). */
   stats(): { liveActors: number; armedTimers: number };
   /**
@@ -62,6 +67,8 @@ const SHUTDOWN_COMMAND_WAIT_MS = 5000;
 const TIMER_CLAIM_LIMIT = 200;
 /** a claimed timer comes back to any replica after this if its call was not moved on */
 const TIMER_LEASE_MS = 10_000;
+const STATUS_CALLBACK_POLL_MS = 250;
+export const USER_AGENT = 'control-plane-status-callbacks/1';
 
 export function callSettings(config: Config): CallSettings {
   return {
@@ -86,6 +93,28 @@ export function createService(deps: ServiceDeps): Service {
   void backend.eventLog.follow(stream, config.events.bufferSize);
   const scheduler = deps.scheduler ?? createTimerScheduler(clock);
   const newId = deps.newId ?? randomUUID;
+  const sender = createStatusCallbackSender({
+    outbox: backend.outbox,
+    config: config.statusCallbacks,
+    clock,
+    logger,
+    metrics,
+    pollMs: deps.statusCallbackPollMs ?? STATUS_CALLBACK_POLL_MS,
+    userAgent: USER_AGENT,
+    random: deps.random,
+  });
+  metrics.watchOutbox(() => backend.outbox.pendingCount());
+  let dropsLogged = 0;
+  backend.outbox.onDropped((count) => {
+    metrics.statusCallbacksDropped(count);
+    // One line per thousand, not one per event, while the customer's server stays down.
+    if (dropsLogged++ % 1000 === 0) {
+      logger.error(
+        { max_pending: config.statusCallbacks.maxPending },
+        'status callbacks: the outbox is full; new deliveries are recorded failed without an attempt (redeliver them later)',
+      );
+    }
+  });
   const runtime = new CallRuntime({
     store,
     bus,
@@ -97,6 +126,7 @@ export function createService(deps: ServiceDeps): Service {
     commands: (command, record) => commands(command, record),
     inspect: deps.inspect,
     afterCommit: (envelopes) => backend.eventLog.append(envelopes),
+    statusCallbacks: { plan: createDeliveryPlanner(config.statusCallbacks), recorded: () => sender.kick() },
   });
   const leases = backend.dialLeases;
   const commands = createCommandRunner({
@@ -160,6 +190,7 @@ export function createService(deps: ServiceDeps): Service {
     livekit: { apiKey: config.livekit.apiKey, apiSecret: config.livekit.apiSecret },
     controlApiKeys: config.controlApiKeys,
     webhookMaxBodyBytes: config.webhook.maxBodyBytes,
+    statusCallbacks: { outbox: backend.outbox, allowedHosts: config.statusCallbacks.allowedHosts, clock, redelivered: () => sender.kick() },
   });
 
   // A replica that died leaves its armed timers behind: every replica takes due ones from the store.
@@ -183,6 +214,7 @@ export function createService(deps: ServiceDeps): Service {
     bus,
     metrics,
     reconciler,
+    statusCallbacks: sender,
     stats: () => ({ liveActors: runtime.liveCount, armedTimers: scheduler.size }),
     settled,
     async close() {
@@ -199,6 +231,8 @@ export function createService(deps: ServiceDeps): Service {
       if (replicas) await commands.handOver(SHUTDOWN_COMMAND_WAIT_MS);
       else await commands.inFlight();
       await runtime.stop();
+      // Deliveries in flight are abandoned, not lost: they stay pending in the outbox.
+      await sender.stop();
     },
   };
 }

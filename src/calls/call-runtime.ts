@@ -12,7 +12,8 @@ import { callLogger, logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publicState } from '../http/session.js';
-import { nextDeadline, type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { nextDeadline, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
+import type { Delivery } from '../store/outbox.port.js';
 import { VersionConflictError } from '../store/errors.js';
 import type { Clock, Scheduler } from './timers.js';
 
@@ -58,6 +59,14 @@ export interface CallRuntimeOptions {
    * (the shared event log of several replicas). A failure is logged: the commit stands.
    */
   afterCommit?: (envelopes: readonly ObsEnvelope[]) => Promise<unknown>;
+  /**
+   * Status callbacks: `plan` names the deliveries a commit's events cause (recorded in the same
+   * commit); `recorded` is told once a commit that recorded some is stored.
+   */
+  statusCallbacks?: {
+    plan(record: CallRecord, envelopes: readonly ObsEnvelope[]): Delivery[];
+    recorded(): void;
+  };
 }
 
 /** What the carriers of LiveKit I/O need of the runtime: a way to tell a call what happened. */
@@ -129,7 +138,11 @@ export class CallRuntime implements CallEvents {
    * Creates a call from its input and commits its first events. A call with this id that exists
    * already is a VersionConflictError.
    */
-  async create(input: Omit<CallInput, 'at'> & { at?: number }, webhookId?: string): Promise<CallRecord> {
+  async create(
+    input: Omit<CallInput, 'at'> & { at?: number },
+    extra: { webhookId?: string; statusCallback?: StatusCallbackChoice } = {},
+  ): Promise<CallRecord> {
+    const { webhookId, statusCallback } = extra;
     return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
       const full: CallInput = { ...input, at: input.at ?? this.options.clock.now() };
       const live = this.spawn({ input: full });
@@ -143,6 +156,7 @@ export class CallRuntime implements CallEvents {
         lastSeq: 0,
         version: 0,
         webhookIds: [],
+        ...(statusCallback ? { statusCallback } : {}),
       };
       return (await this.commit(live, blank, effects, webhookId)).record;
     }));
@@ -293,9 +307,11 @@ export class CallRuntime implements CallEvents {
       lastSeq: previous.lastSeq + envelopes.length,
       version: previous.version + 1,
       webhookIds: webhookId ? [...previous.webhookIds, webhookId].slice(-REMEMBERED_WEBHOOKS) : previous.webhookIds,
+      ...(previous.statusCallback ? { statusCallback: previous.statusCallback } : {}),
     };
+    const deliveries = this.options.statusCallbacks?.plan(record, envelopes) ?? [];
     try {
-      await this.options.store.commit(record, envelopes);
+      await this.options.store.commit(record, envelopes, deliveries);
     } catch (err) {
       // Nothing was stored: forget the advanced actor; the store still has the call as it was.
       this.evict(id, live);
@@ -311,6 +327,7 @@ export class CallRuntime implements CallEvents {
         callLogger(this.options.logger, id).error({ err }, 'committed events could not be added to the event log'),
       );
     }
+    if (deliveries.length > 0) this.options.statusCallbacks?.recorded();
     if (isFinalState(state)) {
       this.evict(id, live);
     } else {

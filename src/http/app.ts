@@ -3,8 +3,10 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { CallRuntime } from '../calls/call-runtime.js';
+import type { Clock } from '../calls/timers.js';
 import type { OutboundCalls } from '../outbound/outbound-calls.js';
 import type { CallStore } from '../store/call-store.port.js';
+import type { Outbox } from '../store/outbox.port.js';
 import type { WebhookIngest } from '../inbound/webhook-ingest.js';
 import type { Logger } from '../obs/logger.js';
 import type { EventStream } from '../obs/event-stream.js';
@@ -13,6 +15,7 @@ import { metricsRoutes } from './metrics.routes.js';
 import { bearerAuth } from './auth.js';
 import { callCommandRoutes } from './call-commands.routes.js';
 import { callReadRoutes } from './calls.routes.js';
+import { deliveryRoutes } from './deliveries.routes.js';
 import { eventRoutes } from './events.routes.js';
 import { openApiDocument } from './openapi.js';
 import { Problem, problemMiddleware } from './problem.js';
@@ -32,6 +35,7 @@ export interface AppOptions {
   livekit: { apiKey: string; apiSecret: string };
   controlApiKeys: readonly string[];
   webhookMaxBodyBytes: number;
+  statusCallbacks: { outbox: Outbox; allowedHosts: readonly string[]; clock: Clock; redelivered: () => void };
 }
 
 const routeTables = new WeakMap<Koa, { method: string; path: string }[]>();
@@ -93,7 +97,9 @@ export function createApp(options: AppOptions): Koa {
       outbound: options.outbound,
       callerId: options.callerId,
       allowedFromNumbers: options.allowedFromNumbers,
+      statusCallbackHosts: options.statusCallbacks.allowedHosts,
     }),
+    deliveryRoutes({ store: options.store, ...options.statusCallbacks }),
     eventRoutes({ stream: options.stream, heartbeatMs: options.heartbeatMs, logger: options.logger }),
   ];
   // A method no route knows (PROPFIND, ...) is refused like a known one on the wrong route: 405.

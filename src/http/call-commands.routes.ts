@@ -6,6 +6,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
 import { OutboundNotConfiguredError, QueueFullError, type OutboundCalls } from '../outbound/outbound-calls.js';
+import { callbackUrlProblem } from '../callbacks/endpoints.js';
 import { toE164, toTransferTarget } from './phone-numbers.js';
 import { toSession } from './session.js';
 import type { CallStore, StoredResponse } from '../store/call-store.port.js';
@@ -21,6 +22,8 @@ export interface CallCommandRouteOptions {
   outbound: OutboundCalls;
   callerId: string;
   allowedFromNumbers: readonly string[];
+  /** STATUS_CALLBACK_ALLOWED_HOSTS: the hosts a per-call status_callback_url may name */
+  statusCallbackHosts: readonly string[];
 }
 
 /** An answered key is replayed this long (docs/api.md, Stripe's convention). */
@@ -58,6 +61,14 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
         throw new Problem(422, 'from_not_allowed', 'From-number not allowed', '`from` must be CALLER_ID or one of OUTBOUND_FROM_NUMBERS');
       }
     }
+    if (body.status_callback_url !== undefined) {
+      const problem = callbackUrlProblem(body.status_callback_url, options.statusCallbackHosts);
+      if (problem) throw new Problem(422, 'status_callback_not_allowed', 'Status callback URL not allowed', problem);
+    }
+    const statusCallback =
+      body.status_callback_url === undefined && body.status_callback_events === undefined
+        ? null
+        : { url: body.status_callback_url ?? null, events: body.status_callback_events ? [...new Set(body.status_callback_events)] : null };
     const request = {
       to,
       from,
@@ -65,6 +76,7 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
       metadata: body.metadata ?? null,
       ringTimeoutS: body.ring_timeout_s ?? null,
       maxDurationS: body.max_duration_s ?? null,
+      statusCallback,
     };
 
     const rawKey = ctx.get('idempotency-key');

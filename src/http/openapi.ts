@@ -4,12 +4,15 @@ import { z } from 'zod';
 import { RECONNECT_DELAY_MS } from './events.routes.js';
 import {
   CreateCallBody,
+  DeliveryListSchema,
+  DeliverySchema,
   EmptyBody,
   EnvelopeSchema,
   EventListSchema,
   ProblemSchema,
   SessionListSchema,
   SessionSchema,
+  StatusCallbackSchema,
   StatusSchema,
   TransferBody,
   WebhookResultSchema,
@@ -53,11 +56,11 @@ function problems(...statuses: number[]): Record<string, Json> {
   const descriptions: Record<number, string> = {
     400: 'Malformed request',
     401: 'Missing or invalid key',
-    404: 'No such call',
+    404: 'No such call (or, for a redelivery, no status callback of that event)',
     409: 'The call cannot take this command in its state, or the first request with this Idempotency-Key is in flight',
     413: 'Body too large',
     415: 'Wrong content type',
-    422: 'Valid JSON that breaks the schema, an invalid number, or an Idempotency-Key reused with another body',
+    422: 'Valid JSON that breaks the schema, an invalid number, a status_callback_url that is not allowed, or an Idempotency-Key reused with another body',
     429: 'Too many queued calls',
     503: 'Not available now (store unreachable, outbound not configured)',
   };
@@ -155,6 +158,23 @@ export function openApiDocument(): Json {
           responses: { '200': { description: 'The events', content: json(ref('EventList')) }, ...problems(401, 404) },
         },
       },
+      '/v1/calls/{id}/deliveries': {
+        get: {
+          operationId: 'listCallDeliveries',
+          summary: "A call's status callbacks in seq order",
+          parameters: [idParameter],
+          responses: { '200': { description: 'The delivery log', content: json(ref('DeliveryList')) }, ...problems(401, 404) },
+        },
+      },
+      '/v1/calls/{id}/deliveries/{event_id}/redeliver': {
+        post: {
+          operationId: 'redeliverStatusCallback',
+          summary: 'Send one status callback again (a new series of attempts, the same `webhook-id`)',
+          parameters: [idParameter, { name: 'event_id', in: 'path', required: true, schema: { type: 'string' }, description: "the event's `event_id`" }],
+          requestBody: { required: false, content: json(ref('Empty')) },
+          responses: { '202': { description: 'Redelivery scheduled', content: json(ref('Delivery')) }, ...problems(400, 401, 404, 413, 415, 422) },
+        },
+      },
       '/v1/events': {
         get: {
           operationId: 'streamEvents',
@@ -239,6 +259,30 @@ export function openApiDocument(): Json {
         },
       },
     },
+    // What the service sends: one POST per event to the call's status callback endpoint.
+    webhooks: {
+      statusCallback: {
+        post: {
+          operationId: 'statusCallback',
+          summary: "An OBS-00 event of a call, posted to the call's status callback endpoint",
+          description:
+            'Signed as Standard Webhooks v1: `webhook-id` (the event_id, the same on every attempt: de-duplicate on it), `webhook-timestamp` (Unix seconds of the attempt), ' +
+            '`webhook-signature` (`v1,<base64 HMAC-SHA256>` per secret, space-separated). Per call, events arrive in seq order, one at a time. ' +
+            'Answer 2xx once stored; 410 stops the call\'s later deliveries to this endpoint; anything else is retried on the schedule.',
+          security: [],
+          parameters: [
+            { name: 'webhook-id', in: 'header', required: true, schema: { type: 'string' } },
+            { name: 'webhook-timestamp', in: 'header', required: true, schema: { type: 'string', pattern: '^\\d+$' } },
+            { name: 'webhook-signature', in: 'header', required: true, schema: { type: 'string' } },
+          ],
+          requestBody: { required: true, content: json(ref('StatusCallback')) },
+          responses: {
+            '200': { description: 'Delivered (any 2xx)' },
+            '410': { description: "Gone: cancel this call's later deliveries to this endpoint" },
+          },
+        },
+      },
+    },
     components: {
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'a key from CONTROL_API_KEYS' },
@@ -255,6 +299,9 @@ export function openApiDocument(): Json {
         Problem: { type: ProblemSchema, io: 'output' },
         WebhookResult: { type: WebhookResultSchema, io: 'output' },
         Status: { type: StatusSchema, io: 'output' },
+        Delivery: { type: DeliverySchema, io: 'output' },
+        DeliveryList: { type: DeliveryListSchema, io: 'output' },
+        StatusCallback: { type: StatusCallbackSchema, io: 'output' },
       }),
     },
   };

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { CALL_STATES, DIRECTIONS, END_REASONS, ERROR_CATEGORIES, OBS_EVENT_NAMES } from '../../machines/call.types.js';
 import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
+import { DELIVERY_STATUSES } from '../store/outbox.port.js';
 
 const MAX_METADATA_BYTES = 4096;
 
@@ -22,6 +23,17 @@ export const CreateCallBody = z
       .describe('your own data, kept with the session'),
     ring_timeout_s: z.int().min(5).max(600).optional().describe("how long the phone may ring (LiveKit's ringingTimeout)"),
     max_duration_s: z.int().min(10).max(86_400).optional().describe("longest call once answered (LiveKit's maxCallDuration)"),
+    status_callback_url: z
+      .string()
+      .min(1)
+      .max(2048)
+      .optional()
+      .describe("where this call's status callbacks go instead of STATUS_CALLBACK_URL: http or https, a host in STATUS_CALLBACK_ALLOWED_HOSTS"),
+    status_callback_events: z
+      .array(z.enum(OBS_EVENT_NAMES))
+      .max(OBS_EVENT_NAMES.length)
+      .optional()
+      .describe('the events sent to it instead of STATUS_CALLBACK_EVENTS ([]: none)'),
   })
   .describe('Place an outbound call');
 
@@ -99,5 +111,33 @@ export const WebhookResultSchema = z.strictObject({
   status: z.enum(INGEST_OUTCOMES),
   session_id: z.string().nullable(),
 });
+
+export const DeliverySchema = z
+  .strictObject({
+    event_id: z.string().describe('the `webhook-id` of every attempt'),
+    event: z.enum(OBS_EVENT_NAMES),
+    seq: z.int().min(1),
+    url: z.string().describe('the endpoint, without credentials or query string'),
+    status: z.enum(DELIVERY_STATUSES),
+    attempts: z.int().min(0).describe('attempts of the current series (a redelivery starts a new one)'),
+    last_status_code: z.int().nullable(),
+    last_error: z.string().nullable(),
+    next_attempt_at: isoTime.nullable(),
+    delivered_at: isoTime.nullable(),
+  })
+  .describe("A status callback: one event of a call, to the call's endpoint");
+
+export const DeliveryListSchema = z.strictObject({ deliveries: z.array(DeliverySchema) });
+
+export const StatusCallbackSchema = z
+  .strictObject({
+    type: z.enum(OBS_EVENT_NAMES).describe('the event name'),
+    timestamp: isoTime.describe("the event's `ts`"),
+    data: z.strictObject({
+      event: EnvelopeSchema,
+      call: SessionSchema.describe('the session as `GET /v1/calls/{id}` returned it once the event was stored'),
+    }),
+  })
+  .describe('The body of a status callback (Standard Webhooks)');
 
 export const StatusSchema = z.strictObject({ status: z.enum(['ok', 'ready']) });

@@ -60,7 +60,7 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       settings,
     };
     try {
-      await runtime.create(input, webhookId || undefined);
+      await runtime.create(input, { webhookId: webhookId || undefined });
     } catch (err) {
       if (err instanceof VersionConflictError) return { outcome: 'duplicate', sessionId };
       throw err;

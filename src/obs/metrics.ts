@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { FINAL_STATES, LIVE_STATES, type LiveState } from '../../machines/call.types.js';
 import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
 import type { ObsEnvelope } from './envelope.js';
+import { DELIVERY_OUTCOMES, type DeliveryOutcome } from '../callbacks/sender.js';
 
 /** What the webhook route answered: what ingest made of the event, or why it refused the request. */
 export const WEBHOOK_OUTCOMES = Object.freeze([
@@ -38,6 +39,12 @@ export interface Metrics {
   httpRequest(method: string, route: string, status: number, seconds: number): void;
   /** A LiveKit API call: port method, 'ok' or the CP-04 category of its error, duration. */
   livekitRequest(method: string, outcome: string, seconds: number): void;
+  /** A status-callback attempt's outcome (and its duration, when a request was made). */
+  statusCallback(outcome: DeliveryOutcome, seconds?: number): void;
+  /** Deliveries recorded `failed` unsent because the in-memory outbox was full. */
+  statusCallbacksDropped(count: number): void;
+  /** Where the pending-deliveries gauge reads the outbox's count. */
+  watchOutbox(pending: () => Promise<number>): void;
   /** Where the live-actor and armed-timer gauges read this process's counts. */
   watchRuntime(stats: () => { liveActors: number; armedTimers: number }): void;
 }
@@ -160,8 +167,40 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
   });
 
-  // Expose every webhook outcome from the start, so rate() works before the first failure.
+  const callbacks = new Counter({
+    name: `${prefix}status_callbacks_total`,
+    help: 'Status-callback attempts by outcome: delivered, retried, failed (after the last retry), canceled (410 Gone).',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const callbackDuration = new Histogram({
+    name: `${prefix}status_callback_duration_seconds`,
+    help: "Status-callback attempt duration in seconds, until the customer's server answered or the attempt timed out.",
+    buckets: HTTP_BUCKETS,
+    registers,
+  });
+  const callbacksDropped = new Counter({
+    name: `${prefix}status_callbacks_dropped_total`,
+    help: 'Status-callback deliveries recorded failed without an attempt because the in-memory outbox was full (STATUS_CALLBACK_MAX_PENDING).',
+    registers,
+  });
+  let outboxPending: () => Promise<number> = async () => 0;
+  new Gauge({
+    name: `${prefix}status_callbacks_pending`,
+    help: 'Status-callback deliveries waiting to be sent (every call, every replica).',
+    registers,
+    async collect() {
+      try {
+        this.set(await outboxPending());
+      } catch {
+        // the store cannot answer: keep the last reading
+      }
+    },
+  });
+
+  // Expose every outcome from the start, so rate() works before the first failure.
   for (const outcome of WEBHOOK_OUTCOMES) webhooks.inc({ outcome }, 0);
+  for (const outcome of DELIVERY_OUTCOMES) callbacks.inc({ outcome }, 0);
 
   function observeUnsafe(envelope: ObsEnvelope): void {
     const state: unknown = envelope.state;
@@ -212,6 +251,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     livekitRequest(method, outcome, duration) {
       livekitDuration.observe({ method: label(method), outcome: label(outcome) }, seconds(duration));
+    },
+    statusCallback(outcome, duration) {
+      callbacks.inc({ outcome });
+      if (duration !== undefined) callbackDuration.observe(seconds(duration));
+    },
+    statusCallbacksDropped(count) {
+      callbacksDropped.inc(count);
+    },
+    watchOutbox(pending) {
+      outboxPending = pending;
     },
     watchRuntime(stats) {
       runtimeStats = stats;

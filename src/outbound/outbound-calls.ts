@@ -3,7 +3,7 @@ import type { CallSettings } from '../../machines/call.types.js';
 import { outboundRoomName } from '../livekit/naming.js';
 import type { Admission } from './admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
-import { type CallRecord, type CallStore } from '../store/call-store.port.js';
+import { type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
 import { VersionConflictError } from '../store/errors.js';
 
 export interface PlaceCallRequest {
@@ -15,6 +15,8 @@ export interface PlaceCallRequest {
   metadata: Record<string, unknown> | null;
   ringTimeoutS: number | null;
   maxDurationS: number | null;
+  /** where this call's status callbacks go, when the request chose (its URL is allowed already) */
+  statusCallback: StatusCallbackChoice | null;
 }
 
 export interface OutboundOptions {
@@ -79,7 +81,7 @@ export function createOutboundCalls(options: OutboundOptions) {
             ringTimeoutS: request.ringTimeoutS ?? options.settings.ringTimeoutS,
             maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
           },
-        });
+        }, { statusCallback: request.statusCallback ?? undefined });
       } catch (err) {
         const existing = err instanceof VersionConflictError ? await store.get(sessionId) : undefined;
         if (existing) return { record: existing, existing: true };

@@ -56,6 +56,8 @@ export async function startServiceHarness(
     redisUrl?: string;
     /** the stand-in's webhook retry back-off; short by default, LiveKit's own is 1, 2, 4, 8 s */
     webhookRetryDelaysMs?: number[];
+    /** how often the status-callback sender looks for due deliveries (default 20 ms here) */
+    statusCallbackPollMs?: number;
   } = {},
 ): Promise<ServiceHarness> {
   const standIn = await startLiveKitStandIn({
@@ -96,6 +98,7 @@ export async function startServiceHarness(
     logger,
     livekit: createLiveKitAdapter(config.livekit),
     backend,
+    statusCallbackPollMs: options.statusCallbackPollMs ?? 20,
     ...(clock && scheduler ? { clock, scheduler } : {}),
   });
   const published: ObsEnvelope[] = [];
