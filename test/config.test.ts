@@ -335,3 +335,86 @@ describe('readEnvironment', () => {
     expect(given).toEqual({ PORT: '1234' });
   });
 });
+
+describe('status callback configuration', () => {
+  const WHSEC = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+
+  it('is off by default: no URL, every event, the documented schedule', () => {
+    expect(loadConfig(env()).statusCallbacks).toMatchObject({
+      url: null,
+      secrets: [],
+      events: null,
+      allowedHosts: [],
+      timeoutS: 10,
+      retryScheduleS: [5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400],
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig(
+      env({
+        STATUS_CALLBACK_URL: 'https://api.example.com/calls/events',
+        STATUS_CALLBACK_SECRET: `${WHSEC}, whsec_${Buffer.alloc(24, 1).toString('base64')}`,
+        STATUS_CALLBACK_EVENTS: 'call.ended, call.failed',
+        STATUS_CALLBACK_ALLOWED_HOSTS: 'Hooks.Example.com,*.example.org',
+        STATUS_CALLBACK_TIMEOUT_S: '2.5',
+        STATUS_CALLBACK_RETRY_SCHEDULE_S: '0, 1.5,60',
+      }),
+    ).statusCallbacks;
+    expect(config).toMatchObject({
+      url: 'https://api.example.com/calls/events',
+      events: ['call.ended', 'call.failed'],
+      allowedHosts: ['hooks.example.com', '*.example.org'],
+      timeoutS: 2.5,
+      retryScheduleS: [0, 1.5, 60],
+    });
+    expect(config.secrets).toHaveLength(2);
+  });
+
+  it.each([
+    ['STATUS_CALLBACK_SECRET', { STATUS_CALLBACK_URL: 'https://a.example.com/', STATUS_CALLBACK_SECRET: 'whsec_c2hvcnQ=' }, /secret 1 of 1/],
+    ['STATUS_CALLBACK_SECRET', { STATUS_CALLBACK_URL: 'https://a.example.com/', STATUS_CALLBACK_SECRET: Buffer.alloc(32).toString('base64') }, /whsec_/],
+    ['STATUS_CALLBACK_SECRET', { STATUS_CALLBACK_URL: 'https://a.example.com/' }, /required once STATUS_CALLBACK_URL/],
+    ['STATUS_CALLBACK_SECRET', { STATUS_CALLBACK_ALLOWED_HOSTS: 'a.example.com' }, /required once STATUS_CALLBACK_ALLOWED_HOSTS/],
+    ['STATUS_CALLBACK_URL', { STATUS_CALLBACK_URL: 'ftp://a.example.com/', STATUS_CALLBACK_SECRET: WHSEC }, /http, https/],
+    ['STATUS_CALLBACK_URL', { STATUS_CALLBACK_URL: 'not a url', STATUS_CALLBACK_SECRET: WHSEC }, /not a URL/],
+    ['STATUS_CALLBACK_EVENTS', { STATUS_CALLBACK_EVENTS: 'call.ended,call.exploded' }, /"call\.exploded"/],
+    ['STATUS_CALLBACK_RETRY_SCHEDULE_S', { STATUS_CALLBACK_RETRY_SCHEDULE_S: '5,-1' }, /non-negative/],
+    ['STATUS_CALLBACK_RETRY_SCHEDULE_S', { STATUS_CALLBACK_RETRY_SCHEDULE_S: '5,,30' }, /comma-separated/],
+    ['STATUS_CALLBACK_ALLOWED_HOSTS', { STATUS_CALLBACK_ALLOWED_HOSTS: 'https://a.example.com', STATUS_CALLBACK_SECRET: WHSEC }, /host names/],
+    ['STATUS_CALLBACK_TIMEOUT_S', { STATUS_CALLBACK_TIMEOUT_S: 'ten' }, /number/],
+  ])('refuses a bad %s with one line naming it', (variable, overrides, problem) => {
+    const err = configError(overrides);
+    expectOneLineNaming(err, variable);
+    expect(err.message).toMatch(problem);
+  });
+
+  it('names every bad value at once, one line each, and never prints a secret', () => {
+    const badSecret = `whsec_${Buffer.alloc(8, 9).toString('base64')}`;
+    const err = configError({
+      STATUS_CALLBACK_URL: 'gopher://a.example.com/',
+      STATUS_CALLBACK_SECRET: `${WHSEC},${badSecret}`,
+      STATUS_CALLBACK_EVENTS: 'call.nope',
+      STATUS_CALLBACK_RETRY_SCHEDULE_S: 'soon',
+    });
+    const lines = err.message.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines.map((line) => line.split(' ')[2])).toEqual([
+      'STATUS_CALLBACK_URL',
+      'STATUS_CALLBACK_SECRET',
+      'STATUS_CALLBACK_EVENTS',
+      'STATUS_CALLBACK_RETRY_SCHEDULE_S',
+    ]);
+    expect(lines.every((line) => line.startsWith('configuration error: '))).toBe(true);
+    expect(err.message).not.toContain(WHSEC.slice(6));
+    expect(err.message).not.toContain(badSecret.slice(6));
+  });
+
+  it('describeConfig shows the URL without credentials or query and counts the secrets', () => {
+    const described = describeConfig(
+      loadConfig(env({ STATUS_CALLBACK_URL: 'https://user:pw@api.example.com/events?token=abc', STATUS_CALLBACK_SECRET: WHSEC })),
+    );
+    expect(described.status_callbacks).toMatchObject({ url: 'https://api.example.com/events', secrets: 1 });
+    expect(JSON.stringify(described)).not.toMatch(/pw|token=abc|whsec_/);
+  });
+});

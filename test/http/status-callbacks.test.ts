@@ -294,6 +294,61 @@ describe('status callbacks', () => {
   });
 });
 
+describe('a slow customer server', () => {
+  it('never holds calls back: 200 calls run to their end while callbacks crawl, then every event arrives once, in order', async () => {
+    await start({ STATUS_CALLBACK_CONCURRENCY: '16' });
+    let inFlight = 0;
+    let maxInFlight = 0;
+    // The server takes no answer out until the calls are over, then answers each after 100 ms.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    receiver!.respond(async () => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await gate;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      inFlight--;
+      return { status: 200 };
+    });
+    const harness = h!;
+    const calls = Array.from({ length: 200 }, (_, i) => ({ room: `call-_${CALLER}_${newId('', 6)}`, identity: `sip_${CALLER}_${i}` }));
+    for (const call of calls) {
+      harness.standIn.joinParticipant(call.room, sipParticipant({ identity: call.identity, phoneNumber: CALLER, trunkPhoneNumber: TRUNK_NUMBER, callStatus: 'ringing' }));
+    }
+    await flush();
+    for (const call of calls) harness.standIn.joinParticipant(call.room, agentParticipant({ identity: `agent-${call.identity}` }));
+    await flush();
+    for (const call of calls) {
+      harness.standIn.leaveParticipant(call.room, call.identity, 'CLIENT_INITIATED');
+      harness.standIn.finishRoom(call.room);
+    }
+    await flush();
+
+    const listed = ((await (await harness.api('/v1/calls?limit=200&state=ended')).json()) as { calls: Session[] }).calls;
+    expect(listed).toHaveLength(200);
+    // Every call ended while not one callback had been answered, and the webhooks were all taken.
+    expect(receiver!.received.filter((r) => r.answered !== null)).toHaveLength(0);
+    expect(inFlight).toBe(16);
+    const total = (await Promise.all(listed.map((call) => eventsOf(call.id)))).reduce((sum, events) => sum + events.length, 0);
+    const metrics = await (await harness.api('/metrics')).text();
+    expect(metrics).toMatch(/control_plane_webhooks_total\{outcome="applied"\} [1-9]/);
+    expect(metrics).not.toMatch(/control_plane_webhooks_total\{outcome="(unauthorized|malformed|not_applied)"\} [1-9]/);
+    expect(metrics).toContain(`control_plane_status_callbacks_pending ${total}`);
+
+    open();
+    await receiver!.waitFor((r) => r.filter((x) => x.answered === 200).length >= total, 60_000);
+    expect(maxInFlight).toBeLessThanOrEqual(16);
+    const bySession = new Map<string, number[]>();
+    for (const arrival of receiver!.received) {
+      const event = arrival.payload?.data.event;
+      if (!event) continue;
+      bySession.set(event.session_id, [...(bySession.get(event.session_id) ?? []), event.seq]);
+    }
+    expect(bySession.size).toBe(200);
+    for (const seqs of bySession.values()) expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  }, 120_000);
+});
+
 describe('per-call status callbacks (POST /v1/calls)', () => {
   async function place(body: Record<string, unknown>): Promise<Response> {
     return h!.api('/v1/calls', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ to: CALLER, ...body }) });
