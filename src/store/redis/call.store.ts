@@ -44,7 +44,7 @@ import { CALL_STATES, DIRECTIONS, isFinalState, type CallState, type Direction }
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { StoreUnavailableError, VersionConflictError } from '../errors.js';
-import { LuaScript, type RedisConnection } from './connection.js';
+import { CLAIM_DUE, LuaScript, type RedisConnection } from './connection.js';
 import {
   nextDeadline,
   type CallRecord,
@@ -131,12 +131,6 @@ return 0`);
 const EXTEND = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`);
-
-// KEYS: timers. ARGV: now, limit, lease end.
-const CLAIM_TIMERS = new LuaScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
-return ids`);
 
 // KEYS: idempotency key. ARGV: fingerprint, session id, lease ms, ttl ms.
 // Returns {'claimed', session id} | {'in_flight', fingerprint} | {'done', stored value}. The
@@ -411,7 +405,7 @@ export class RedisCallStore implements CallStore {
   async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]> {
     return this.guard('claimDueTimers', async () => {
       if (limit <= 0) return [];
-      return (await this.run(CLAIM_TIMERS, [this.key('timers')], [String(now), String(limit), String(now + leaseMs)])) as string[];
+      return (await this.run(CLAIM_DUE, [this.key('timers')], [String(now), String(limit), String(now + leaseMs)])) as string[];
     });
   }
 
