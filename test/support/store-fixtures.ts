@@ -1,11 +1,15 @@
-// What the store tests share: records and envelopes as the runtime writes them, paging, and
-// Redis stores on a private redis-server (each test's own key prefix), closed after each test.
+// What the store tests share: records, envelopes and status-callback deliveries as the runtime
+// writes them, paging, and Redis stores on a private redis-server (each test's own key prefix),
+// closed after each test.
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { CallContext, CallState, Direction } from '../../machines/call.types.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import type { CallRecord, CallStore } from '../../src/store/call-store.port.js';
+import type { Delivery } from '../../src/store/outbox.port.js';
 import { RedisCallStore, type RedisStoreOptions } from '../../src/store/redis/call.store.js';
 import { RedisConnection } from '../../src/store/redis/connection.js';
+import { RedisOutbox } from '../../src/store/redis/outbox.js';
 import { useRedis, type RedisHandle } from '../../dev/redis-server.js';
 
 export const NO_DEADLINES = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null };
@@ -46,6 +50,29 @@ export function envelope(id: string, seq: number): ObsEnvelope {
     data: { seq, list: [], map: {} },
   };
 }
+
+/** The status callback of `envelope(id, seq)`: pending, first attempt due at `nextAttemptAt`. */
+export function delivery(id: string, seq: number, nextAttemptAt: number, fields: Partial<Delivery> = {}): Delivery {
+  return {
+    eventId: `EV_${id}_${seq}`,
+    sessionId: id,
+    seq,
+    event: 'call.ringing',
+    url: 'https://customer.example/status',
+    status: 'pending',
+    attempts: 0,
+    series: 0,
+    lastStatusCode: null,
+    lastError: null,
+    nextAttemptAt,
+    deliveredAt: null,
+    body: JSON.stringify(envelope(id, seq)),
+    ...fields,
+  };
+}
+
+/** A key prefix of its own for one test's Redis keys. */
+export const freshPrefix = (): string => `test-${randomUUID().slice(0, 8)}:`;
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -89,8 +116,26 @@ export function closeAfterTest(store: CallStore): void {
 }
 
 export function openRedis(prefix: string, options: StoreOptions & Partial<RedisStoreOptions> = {}): RedisCallStore {
+  return openOn(connect(prefix), options);
+}
+
+/** A Redis store whose commits record deliveries in `outbox`, both on one connection. */
+export function openRedisWithOutbox(
+  prefix: string,
+  options: StoreOptions & Partial<RedisStoreOptions> = {},
+  makeOutbox: (connection: RedisConnection) => RedisOutbox = (connection) => new RedisOutbox(connection),
+): { store: RedisCallStore; outbox: RedisOutbox } {
+  const connection = connect(prefix);
+  const outbox = makeOutbox(connection);
+  return { store: openOn(connection, { ...options, outbox }), outbox };
+}
+
+function connect(prefix: string): RedisConnection {
   if (!redis) throw new Error('no redis');
-  const connection = new RedisConnection({ url: redis.url, keyPrefix: prefix });
+  return new RedisConnection({ url: redis.url, keyPrefix: prefix });
+}
+
+function openOn(connection: RedisConnection, options: StoreOptions & Partial<RedisStoreOptions>): RedisCallStore {
   const store = new RedisCallStore({
     connection,
     retentionMs: 3_600_000,

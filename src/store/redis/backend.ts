@@ -1,5 +1,6 @@
-// The shared backend (with REDIS_URL): calls, admission, dial leases and the event log live in
-// one Redis, so any number of replicas serve the same calls (docs/replicas.md).
+// The shared backend (with REDIS_URL): calls, admission, dial leases, the event log and the
+// status-callback outbox live in one Redis, so any number of replicas serve the same calls
+// (docs/replicas.md).
 import type { Config } from '../../config.js';
 import type { Logger } from '../../obs/logger.js';
 import type { Backend } from '../backend.js';
@@ -8,6 +9,7 @@ import { RedisConnection } from './connection.js';
 import { RedisDialLeases } from './dial-leases.js';
 import { RedisDialQueue } from './dial-queue.js';
 import { RedisEventLog } from './event-log.js';
+import { RedisOutbox } from './outbox.js';
 
 /** How long a webhook id is remembered in Redis: LiveKit gives up on an event after about 30 s. */
 const WEBHOOK_DEDUP_TTL_MS = 60 * 60 * 1000;
@@ -18,8 +20,10 @@ const ADMISSION_POLL_MS = 250;
 export function createRedisBackend(config: Config, logger: Logger, options: { keyPrefix?: string } = {}): Backend {
   if (!config.redisUrl) throw new Error('createRedisBackend needs REDIS_URL');
   const connection = new RedisConnection({ url: config.redisUrl, keyPrefix: options.keyPrefix ?? config.redisKeyPrefix });
+  const outbox = new RedisOutbox(connection);
   const store = new RedisCallStore({
     connection,
+    outbox,
     retentionMs: config.retention.finalCallsS * 1000,
     webhookDedupTtlMs: WEBHOOK_DEDUP_TTL_MS,
     maxEventsPerCall: config.retention.maxEventsPerCall,
@@ -31,6 +35,7 @@ export function createRedisBackend(config: Config, logger: Logger, options: { ke
     dialQueue: new RedisDialQueue(connection),
     dialLeases: new RedisDialLeases(connection),
     eventLog,
+    outbox,
     replicas: { timerPollMs: TIMER_POLL_MS, admissionPollMs: ADMISSION_POLL_MS },
     async close() {
       await eventLog.stop();

@@ -1,7 +1,7 @@
 // The shared store (docs/replicas.md, with REDIS_URL): calls, their events, webhook de-duplication,
 // idempotency keys, timers and per-call writer leases live in Redis, so any replica serves any
 // request and a replica that dies mid-call loses nothing. Semantics follow MemoryCallStore
-// (the contract suite in test/calls/store.contract.test.ts runs against both).
+// (the contract suite in test/store/call-store.contract.test.ts runs against both).
 //
 // Key layout (every key starts with `keyPrefix`, default `cp:`):
 //
@@ -9,9 +9,13 @@
 //     call:{<id>}              hash: version, state, record (CallRecord JSON), ordinal
 //     call:{<id>}:events       list of OBS-00 envelopes (JSON), RPUSH; the first maxEventsPerCall kept
 //     call:{<id>}:lock         writer lease: random token, PX lockTtlMs
-//   A final call's record and events get PEXPIRE retentionMs once, when it first commits final.
+//     call:{<id>}:deliveries   status-callback deliveries: event id -> Delivery JSON, and
+//                              `#pending` (outbox.ts); the commit writes them with the record
+//   A final call's record and events get PEXPIRE retentionMs once, when it first commits final;
+//   its deliveries get the record's remaining TTL once none of them is pending.
 //
-//   Global (each Lua script touches one call's keys or one global key, never both):
+//   Global (each Lua script touches one call's keys or one global key, never both; the outbox's
+//   two keys share the hash tag `{outbox}` and count as one):
 //     calls:ordinal            INCR counter: a call's ordinal, taken once, before its first commit
 //     calls:all                ZSET id -> ordinal (listing, newest first)
 //     calls:state:<state>      ZSET id -> ordinal, the call's current state
@@ -27,6 +31,9 @@
 //     webhook:<eventId>        "1", SET NX PX webhookDedupTtlMs
 //     idem:<key>               {"fingerprint","response"} JSON, claimed with a lease (`lease_until`) and PX ttl;
 //                              completed with SET KEEPTTL; released with DEL
+//     {outbox}:due             ZSET id -> when the call's next delivery is due, or its lease end
+//                              + 0.5 while a sender holds it (outbox.ts)
+//     {outbox}:pending         counter of pending deliveries over every call
 //
 // The call's own keys are the truth: commit writes them in one Lua script (compare-and-set on the
 // version). The global indexes are written with separate commands (for a new call also before
@@ -34,17 +41,21 @@
 // a crash between the two leaves them stale, readers verify every hit against the record (state,
 // room, identity, existence) and skip what does not match, and the next commit of the call writes
 // them again. A failure while writing indexes does not fail the commit (the record is stored);
-// it is reported to `onIndexError`.
+// it is reported to `onIndexError`. A commit with deliveries marks the call due in the outbox
+// before that script and again after it (outbox.ts).
 //
 // Differences from the embedded store: final calls are bounded by retention time only (no count
-// cap), webhook ids by time (webhookDedupTtlMs) instead of by count, and a final call never has
-// a timer (the embedded store keeps one if a final record still carries a deadline).
+// cap), webhook ids by time (webhookDedupTtlMs) instead of by count, a final call never has a
+// timer (the embedded store keeps one if a final record still carries a deadline), and pending
+// deliveries have no cap (none is ever recorded failed unsent).
 import { randomUUID } from 'node:crypto';
 import { CALL_STATES, DIRECTIONS, isFinalState, type CallState, type Direction } from '../../../machines/call.types.js';
 import type { ObsEnvelope } from '../../obs/envelope.js';
+import type { Delivery } from '../outbox.port.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { StoreUnavailableError, VersionConflictError } from '../errors.js';
-import { LuaScript, type RedisConnection } from './connection.js';
+import { CLAIM_DUE, LuaScript, type RedisConnection } from './connection.js';
+import { deliveriesKey, type RedisOutbox } from './outbox.js';
 import {
   nextDeadline,
   type CallRecord,
@@ -71,15 +82,21 @@ export interface RedisStoreOptions {
   lockWaitMs?: number;
   /** the clock of the index clean-up of expired calls; record TTLs use the Redis server's clock */
   now?: () => number;
-  /** told when the indexes could not be written after a commit that itself succeeded */
+  /** where commits record their status-callback deliveries; a commit with deliveries needs it */
+  outbox?: RedisOutbox;
+  /**
+   * told when the indexes (or the outbox's second due mark) could not be written after a commit
+   * that itself succeeded
+   */
   onIndexError?: (err: unknown, callId: string) => void;
 }
 
 const GC_INTERVAL_MS = 1000;
 const GC_BATCH = 64;
 
-// KEYS: call hash, events list. ARGV: version, state, record JSON, ordinal ('' when not new),
-// final ('1'/'0'), retentionMs, maxEventsPerCall, events JSON...
+// KEYS: call hash, events list, deliveries hash. ARGV: version, state, record JSON, ordinal ('' when
+// not new), final ('1'/'0'), retentionMs, maxEventsPerCall, the number of events n, the number of
+// pending deliveries, then n events JSON, then event id / Delivery JSON pairs (outbox.ts).
 // Returns {0, storedVersion} on a conflict, else {1, previous record JSON or '', ordinal or ''}.
 const COMMIT = new LuaScript(`
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -93,10 +110,17 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2], 'record', ARGV[3])
 local count = redis.call('LLEN', KEYS[2])
 local max = tonumber(ARGV[7])
-for i = 8, #ARGV do
+local events = tonumber(ARGV[8])
+for i = 10, 9 + events do
   if count >= max then break end
   redis.call('RPUSH', KEYS[2], ARGV[i])
   count = count + 1
+end
+for i = 10 + events, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local pending = tonumber(ARGV[9])
+if pending > 0 then
+  redis.call('HINCRBY', KEYS[3], '#pending', pending)
+  redis.call('PERSIST', KEYS[3])
 end
 if ARGV[5] == '1' then
   local ttl = redis.call('PTTL', KEYS[1])
@@ -105,6 +129,7 @@ if ARGV[5] == '1' then
     redis.call('PEXPIRE', KEYS[1], ttl)
   end
   if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  if tonumber(redis.call('HGET', KEYS[3], '#pending') or '0') <= 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
 return {1, previous, ordinal}`);
 
@@ -131,12 +156,6 @@ return 0`);
 const EXTEND = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`);
-
-// KEYS: timers. ARGV: now, limit, lease end.
-const CLAIM_TIMERS = new LuaScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
-return ids`);
 
 // KEYS: idempotency key. ARGV: fingerprint, session id, lease ms, ttl ms.
 // Returns {'claimed', session id} | {'in_flight', fingerprint} | {'done', stored value}. The
@@ -221,16 +240,23 @@ export class RedisCallStore implements CallStore {
     return this.guard('get', () => this.load(id));
   }
 
-  async commit(record: CallRecord, events: readonly ObsEnvelope[]): Promise<void> {
+  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = []): Promise<void> {
+    if (deliveries.length > 0 && !this.options.outbox) throw new Error('this store has no outbox for status-callback deliveries');
+    const outbox = deliveries.length > 0 ? this.options.outbox : undefined;
+    const pending = deliveries.filter((delivery) => delivery.status === 'pending').length;
     return this.guard('commit', async () => {
       const final = isFinalState(record.state);
       const ordinal = record.version === 1 ? String(await this.redis.incr(this.key('calls:ordinal'))) : '';
       // A new call is indexed before its record is written: a crash in between leaves an index
       // entry that readers skip (no record), never a stored call no lookup can find.
       if (record.version === 1) await this.reindex(record, null, Number(ordinal));
+      // The call is marked due before its deliveries are recorded: a crash in between leaves a due
+      // call with nothing to send, never a delivery no sender looks at.
+      const now = this.now();
+      await outbox?.mark(record.id, pending, now);
       const result = (await this.run(
         COMMIT,
-        [this.callKey(record.id), this.eventsKey(record.id)],
+        [this.callKey(record.id), this.eventsKey(record.id), deliveriesKey(this.connection, record.id)],
         [
           String(record.version),
           record.state,
@@ -239,16 +265,25 @@ export class RedisCallStore implements CallStore {
           final ? '1' : '0',
           String(this.options.retentionMs),
           String(this.options.maxEventsPerCall),
+          String(events.length),
+          String(pending),
           ...events.map((event) => JSON.stringify(event)),
+          ...deliveries.flatMap((delivery) => [delivery.eventId, JSON.stringify(delivery)]),
         ],
-      )) as [number, number | string, string?];
+      ).catch(async (err: unknown) => {
+        await outbox?.unmark(pending);
+        throw err;
+      })) as [number, number | string, string?];
       if (result[0] !== 1) {
+        await outbox?.unmark(pending);
         const stored = Number(result[1]);
         throw new VersionConflictError(record.id, stored + 1, record.version);
       }
       const previous = typeof result[1] === 'string' && result[1] !== '' ? (JSON.parse(result[1]) as CallRecord) : null;
       const stored = result[2] ? Number(result[2]) : Number.NaN;
       try {
+        // Again now that they are recorded: a sender that took the call in between did not see them.
+        await outbox?.mark(record.id, 0, now);
         await this.reindex(record, previous, stored);
         await this.collectExpired();
       } catch (err) {
@@ -411,7 +446,7 @@ export class RedisCallStore implements CallStore {
   async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]> {
     return this.guard('claimDueTimers', async () => {
       if (limit <= 0) return [];
-      return (await this.run(CLAIM_TIMERS, [this.key('timers')], [String(now), String(limit), String(now + leaseMs)])) as string[];
+      return (await this.run(CLAIM_DUE, [this.key('timers')], [String(now), String(limit), String(now + leaseMs)])) as string[];
     });
   }
 

@@ -16,6 +16,15 @@ export class LuaScript {
   }
 }
 
+/**
+ * KEYS: a ZSET of due times. ARGV: now, limit, lease score. The members due at or before `now`
+ * (at most `limit`), each held until the lease score: returns them.
+ */
+export const CLAIM_DUE = new LuaScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids`);
+
 export interface RedisConnectionOptions {
   /** REDIS_URL */
   url: string;
