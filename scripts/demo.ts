@@ -1,11 +1,14 @@
 // `npm run demo`: the control plane and an embedded LiveKit stand-in with development keys,
 // playing a few inbound calls and one outbound call so a newcomer, with no LiveKit account, sees OBS-00 events and
 // final states. The stand-in signs its webhooks exactly as LiveKit does and the service
-// verifies them; nothing in the service knows it is a demo.
+// verifies them; nothing in the service knows it is a demo. Every event also goes out as a
+// status callback to a small local receiver that verifies it with the `standardwebhooks`
+// package, as a customer's backend would; it refuses one delivery once, so a retry shows.
 //
 //   npm run demo              play the calls, print what happened, exit
 //   npm run demo -- --serve   keep running afterwards (Control API on the printed URL)
 //   INSPECT=1 npm run demo    also start the Stately inspector and keep running
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../src/config.js';
@@ -17,9 +20,15 @@ import { createService } from '../src/service.js';
 import type { Session } from '../src/http/session.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { agentParticipant, sipParticipant } from '../dev/webhook-events.js';
+import { startStatusCallbackReceiver, type Answer, type ReceivedCallback } from '../dev/status-callback-receiver.js';
 
 const DEMO_API_KEY = 'demo-control-api-key';
 const TRUNK_NUMBER = '+3197010206472';
+/** one retry, about a second after the refused attempt, so the demo stays quick */
+const RETRY_SCHEDULE_S = '1';
+/** the receiver refuses the first delivery of this event once */
+const REFUSED_ONCE = 'call.agent_joined';
+const SETTLE_DELIVERIES_MS = 20_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const serve = process.argv.includes('--serve') || ['1', 'true', 'yes', 'on'].includes((process.env.INSPECT ?? '').toLowerCase());
@@ -38,7 +47,37 @@ async function listen(server: Server, port: number): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+interface DeliveryView {
+  status: 'pending' | 'delivered' | 'failed' | 'canceled';
+  attempts: number;
+}
+
+/**
+ * The customer's side of the demo: verifies every delivery (the receiver answers 401 to one
+ * that fails verification, without asking here) and prints it beside the events.
+ */
+function demoResponder(): (delivery: ReceivedCallback) => Answer {
+  const attempts = new Map<string, number>();
+  let refused = false;
+  return (delivery) => {
+    const attempt = (attempts.get(delivery.id) ?? 0) + 1;
+    attempts.set(delivery.id, attempt);
+    const event = delivery.payload?.data.event;
+    const refuse = !refused && event?.event === REFUSED_ONCE;
+    if (refuse) refused = true;
+    const status = refuse ? 503 : 200;
+    const outcome = refuse ? `→ ${status}, retried in about ${RETRY_SCHEDULE_S} s` : `→ ${status}${attempt > 1 ? ` (attempt ${attempt}, the same webhook-id)` : ''}`;
+    console.log(
+      `  ${event?.session_id.slice(0, 8)}  #${event?.seq}  ↳ callback ${String(event?.event).padEnd(18)} webhook-id ${delivery.id.slice(0, 8)}…  verified  ${outcome}`,
+    );
+    return { status };
+  };
+}
+
 async function main(): Promise<void> {
+  // A fresh secret each run, in the form Standard Webhooks prescribes: `whsec_` + base64 of random bytes.
+  const secret = `whsec_${randomBytes(32).toString('base64')}`;
+  const receiver = await startStatusCallbackReceiver({ secret, respond: demoResponder() });
   const standIn = await startLiveKitStandIn({ webhookUrl: 'http://127.0.0.1:1/webhook', webhookRetryDelaysMs: [200, 400, 800, 1600] });
   const config = loadConfig({
     LIVEKIT_URL: standIn.url,
@@ -49,6 +88,9 @@ async function main(): Promise<void> {
     AGENT_GRACE_S: '1',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     INSPECT: process.env.INSPECT,
+    STATUS_CALLBACK_URL: receiver.url,
+    STATUS_CALLBACK_SECRET: secret,
+    STATUS_CALLBACK_RETRY_SCHEDULE_S: RETRY_SCHEDULE_S,
   });
   const logger = createLogger({ level: config.logLevel });
   const inspector = config.inspect.enabled ? await startInspector(config.inspect.port, logger) : null;
@@ -64,12 +106,18 @@ async function main(): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
   standIn.webhooks?.setUrl(`${url}/webhook`);
   console.log(`Control Plane demo: service on ${url}, LiveKit stand-in on ${standIn.url}`);
-  console.log('OBS-00 events as they happen (session, seq, event, state after the transition, data; numbers masked):\n');
+  console.log(`Status callbacks go to a receiver on ${receiver.url}, which verifies each with the standardwebhooks package`);
+  console.log(`and refuses the first ${REFUSED_ONCE} once with 503, so its retry (and the call's next events waiting for it) shows;`);
+  console.log('the service logs that retry as one JSON line at level warn.');
+  console.log('OBS-00 events as they happen (session, seq, event, state after the transition, data; numbers masked),');
+  console.log('and each status callback as the receiver answers it (↳):\n');
 
   const settle = async () => {
     await sleep(50);
     await standIn.webhooks?.idle();
     await service.settled();
+    // The callbacks of those events are answered before the next step starts (a retry waits).
+    await service.statusCallbacks.idle();
   };
 
   console.log('1. A caller rings in, the agent answers, the caller hangs up');
@@ -126,6 +174,28 @@ async function main(): Promise<void> {
     );
   }
 
+  // Every delivery settled: the refused one's retry has had its turn, and the events behind it theirs.
+  const deliveries: DeliveryView[] = [];
+  const deadline = Date.now() + SETTLE_DELIVERIES_MS;
+  for (const call of calls) {
+    for (;;) {
+      const log = (await (await fetch(`${url}/v1/calls/${call.id}/deliveries`, { headers: { Authorization: `Bearer ${DEMO_API_KEY}` } })).json()) as { deliveries: DeliveryView[] };
+      if (log.deliveries.every((d) => d.status !== 'pending')) {
+        deliveries.push(...log.deliveries);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`the status callbacks of call ${call.id} did not settle within ${SETTLE_DELIVERIES_MS / 1000} s`);
+      await sleep(100);
+    }
+  }
+  const count = (status: DeliveryView['status']) => deliveries.filter((d) => d.status === status).length;
+  const unverified = receiver.received.filter((r) => r.verifyError !== undefined).length;
+  console.log(
+    `\nStatus callbacks (GET /v1/calls/{id}/deliveries): ${count('delivered')} delivered, ${deliveries.filter((d) => d.attempts > 1).length} retried, ` +
+      `${count('failed')} failed, ${count('canceled')} canceled; ${receiver.received.length} requests received, ` +
+      `${unverified === 0 ? 'all verified' : `${unverified} failed verification`}`,
+  );
+
   if (serve) {
     console.log(`\nStill running. Try: curl -H 'Authorization: Bearer ${DEMO_API_KEY}' ${url}/v1/calls`);
     if (inspector) console.log(`Stately inspector: open ${inspector.url} in a browser on this machine.`);
@@ -137,6 +207,7 @@ async function main(): Promise<void> {
   await inspector?.stop();
   server.closeAllConnections();
   server.close();
+  await receiver.close();
 }
 
 main().then(
