@@ -289,6 +289,9 @@ function statusCallbackConfig(env: Env): StatusCallbackConfig {
   });
 
   const eventNames = list(env, 'STATUS_CALLBACK_EVENTS');
+  if (eventNames?.length === 0) {
+    problems.push({ variable: 'STATUS_CALLBACK_EVENTS', problem: 'names no event; leave it unset to send every event' });
+  }
   const unknownEvents = eventNames?.filter((name) => !(OBS_EVENT_NAMES as readonly string[]).includes(name)) ?? [];
   if (unknownEvents.length > 0) {
     problems.push({

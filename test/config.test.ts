@@ -379,6 +379,7 @@ describe('status callback configuration', () => {
     ['STATUS_CALLBACK_URL', { STATUS_CALLBACK_URL: 'ftp://a.example.com/', STATUS_CALLBACK_SECRET: WHSEC }, /http, https/],
     ['STATUS_CALLBACK_URL', { STATUS_CALLBACK_URL: 'not a url', STATUS_CALLBACK_SECRET: WHSEC }, /not a URL/],
     ['STATUS_CALLBACK_EVENTS', { STATUS_CALLBACK_EVENTS: 'call.ended,call.exploded' }, /"call\.exploded"/],
+    ['STATUS_CALLBACK_EVENTS', { STATUS_CALLBACK_EVENTS: ' , ' }, /names no event/],
     ['STATUS_CALLBACK_RETRY_SCHEDULE_S', { STATUS_CALLBACK_RETRY_SCHEDULE_S: '5,-1' }, /non-negative/],
     ['STATUS_CALLBACK_RETRY_SCHEDULE_S', { STATUS_CALLBACK_RETRY_SCHEDULE_S: '5,,30' }, /comma-separated/],
     ['STATUS_CALLBACK_ALLOWED_HOSTS', { STATUS_CALLBACK_ALLOWED_HOSTS: 'https://a.example.com', STATUS_CALLBACK_SECRET: WHSEC }, /host names/],

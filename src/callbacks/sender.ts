@@ -9,7 +9,7 @@ import { safeUrl, type StatusCallbackConfig } from '../config.js';
 import type { Clock } from '../calls/timers.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
-import { headOf, type Delivery, type Outbox, type OutboxLease } from '../store/outbox.port.js';
+import { headOf, type Delivery, type DeliveryChange, type Outbox, type OutboxLease } from '../store/outbox.port.js';
 import { secretKey, signatureHeader } from './signature.js';
 
 export const DELIVERY_OUTCOMES = Object.freeze(['delivered', 'retried', 'failed', 'canceled'] as const);
@@ -118,8 +118,8 @@ export function createStatusCallbackSender(options: SenderOptions): StatusCallba
         await outbox.release(lease, [], now);
         return;
       }
-      const changed = goneBefore(deliveries, head) ? [cancel(head, 'not sent: the endpoint answered 410 Gone to an earlier event of this call')] : await attempt(head, deliveries);
-      await outbox.release(lease, changed, clock.now());
+      const changes = goneBefore(deliveries, head) ? [cancel(head)] : await attempt(head, deliveries);
+      await outbox.release(lease, changes, clock.now());
     } catch (err) {
       // The lease runs out and the call comes due again: nothing is lost.
       logger.warn({ err, session_id: lease.sessionId }, 'status callbacks: a delivery could not be settled; it is tried again');
@@ -131,12 +131,16 @@ export function createStatusCallbackSender(options: SenderOptions): StatusCallba
     return head.series === 0 && deliveries.some((d) => d.seq < head.seq && d.url === head.url && d.status === 'canceled' && d.lastStatusCode === 410);
   }
 
-  function cancel(delivery: Delivery, reason: string): Delivery {
+  /** A delivery canceled unsent: the endpoint answered 410 to an earlier event of the call. */
+  function cancel(delivery: Delivery): DeliveryChange {
     metrics.statusCallback('canceled');
-    return { ...delivery, status: 'canceled', nextAttemptAt: null, lastError: reason };
+    return {
+      before: delivery,
+      after: { ...delivery, status: 'canceled', nextAttemptAt: null, lastError: 'not sent: the endpoint answered 410 Gone to an earlier event of this call' },
+    };
   }
 
-  async function attempt(head: Delivery, deliveries: readonly Delivery[]): Promise<Delivery[]> {
+  async function attempt(head: Delivery, deliveries: readonly Delivery[]): Promise<DeliveryChange[]> {
     const started = clock.now();
     const answer = await post(head, started);
     const seconds = (clock.now() - started) / 1000;
@@ -152,30 +156,29 @@ export function createStatusCallbackSender(options: SenderOptions): StatusCallba
     if ('status' in answer && answer.status >= 200 && answer.status <= 299) {
       metrics.statusCallback('delivered', seconds);
       logger.debug({ ...log, status_code: answer.status }, 'status callback delivered');
-      return [{ ...tried, status: 'delivered', deliveredAt: now, nextAttemptAt: null }];
+      return [{ before: head, after: { ...tried, status: 'delivered', deliveredAt: now, nextAttemptAt: null } }];
     }
     if ('status' in answer && answer.status === 410) {
       metrics.statusCallback('canceled', seconds);
       logger.info(log, "status callback endpoint answered 410 Gone: this call's deliveries to it are canceled");
-      const later = deliveries
-        .filter((d) => d.status === 'pending' && d.seq > head.seq && d.url === head.url)
-        .map((d) => cancel(d, 'not sent: the endpoint answered 410 Gone to an earlier event of this call'));
-      return [{ ...tried, status: 'canceled', nextAttemptAt: null }, ...later];
+      const later = deliveries.filter((d) => d.status === 'pending' && d.seq > head.seq && d.url === head.url).map(cancel);
+      return [{ before: head, after: { ...tried, status: 'canceled', nextAttemptAt: null } }, ...later];
     }
     const retryIndex = tried.attempts - 1;
     const scheduled = config.retryScheduleS[retryIndex];
     if (scheduled === undefined) {
       metrics.statusCallback('failed', seconds);
       logger.warn({ ...log, error: tried.lastError }, "status callback failed after its last retry; the call's next event goes on");
-      return [{ ...tried, status: 'failed', nextAttemptAt: null }];
+      return [{ before: head, after: { ...tried, status: 'failed', nextAttemptAt: null } }];
     }
-    let delayS = scheduled * (1 + (random() * 2 - 1) * JITTER);
+    // The schedule's delay, or longer when the server asks (capped): never shorter.
+    const scheduledS = scheduled * (1 + (random() * 2 - 1) * JITTER);
     const asked = 'status' in answer ? retryAfterSeconds(answer.retryAfter, now) : null;
-    if (asked !== null && asked > delayS) delayS = Math.min(asked, MAX_RETRY_AFTER_S);
+    const delayS = asked === null ? scheduledS : Math.max(scheduledS, Math.min(asked, MAX_RETRY_AFTER_S));
     const nextAttemptAt = now + Math.round(delayS * 1000);
     metrics.statusCallback('retried', seconds);
     logger.warn({ ...log, error: tried.lastError, next_attempt_at: new Date(nextAttemptAt).toISOString() }, 'status callback not delivered; retrying');
-    return [{ ...tried, nextAttemptAt }];
+    return [{ before: head, after: { ...tried, nextAttemptAt } }];
   }
 
   async function post(delivery: Delivery, now: number): Promise<Answer> {
@@ -209,7 +212,8 @@ export function createStatusCallbackSender(options: SenderOptions): StatusCallba
       return { status: response.status, retryAfter: response.headers.get('retry-after') };
     } catch (err) {
       if (stopping.signal.aborted) return { abandoned: true };
-      return { error: describe(err).replaceAll(delivery.url, safeUrl(delivery.url)) };
+      // An error may quote the URL: never its credentials or query string.
+      return { error: describe(err).replaceAll(delivery.url, safeUrl(delivery.url)).replaceAll(url.href, safeUrl(delivery.url)) };
     }
   }
 

@@ -169,7 +169,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   const callbacks = new Counter({
     name: `${prefix}status_callbacks_total`,
-    help: 'Status-callback attempts by outcome: delivered, retried, failed (after the last retry), canceled (410 Gone).',
+    help: 'Status-callback outcomes: delivered; retried (an attempt failed, another follows); failed (after the last retry); canceled (answered 410 Gone, or not sent because an earlier event of the call was).',
     labelNames: ['outcome'] as const,
     registers,
   });

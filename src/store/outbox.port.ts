@@ -28,6 +28,22 @@ export interface Delivery {
   body: string;
 }
 
+/**
+ * The outcome of an attempt (or a cancellation) to store: `after` replaces the stored delivery
+ * only while that is still as `before` was (pending, the same series, the same number of
+ * attempts). So a sender whose lease ran out, or whose attempt a redelivery overtook, writes
+ * nothing over newer news.
+ */
+export interface DeliveryChange {
+  before: Delivery;
+  after: Delivery;
+}
+
+/** Whether `stored` is still the delivery a change was made from. */
+export function unchangedSince(stored: Delivery, before: Delivery): boolean {
+  return stored.status === 'pending' && stored.series === before.series && stored.attempts === before.attempts;
+}
+
 /** A call held by one sender until it gives it back; `token` names this hold. */
 export interface OutboxLease {
   sessionId: string;
@@ -44,10 +60,11 @@ export interface Outbox {
   /** Every delivery of a call, in seq order (empty for a call with none). */
   deliveries(sessionId: string): Promise<Delivery[]>;
   /**
-   * Stores `changed` deliveries (the outcome of an attempt) and gives the lease back: the call
-   * comes due again at its earliest pending delivery's `nextAttemptAt`, or leaves the outbox.
+   * Stores the outcome of an attempt (each change whose delivery is unchanged since) and gives
+   * the lease back: the call comes due again at its earliest pending delivery's `nextAttemptAt`,
+   * or leaves the outbox.
    */
-  release(lease: OutboxLease, changed: readonly Delivery[], now: number): Promise<void>;
+  release(lease: OutboxLease, changes: readonly DeliveryChange[], now: number): Promise<void>;
   /**
    * Starts a new series of attempts of a delivery, due at once; undefined when the call has no
    * delivery of that event.

@@ -11,13 +11,13 @@ import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import type { Session } from '../../src/http/session.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import { agentParticipant, newId, sipParticipant } from '../../dev/webhook-events.js';
+import { playInboundCall as inboundCall } from '../support/inbound-call.js';
 import { startStatusCallbackReceiver, type ReceivedCallback, type StatusCallbackReceiver } from '../../dev/status-callback-receiver.js';
 
 const CALLER = '+31612345678';
 const TRUNK_NUMBER = '+3197010206472';
 const secret = (): string => `whsec_${randomBytes(32).toString('base64')}`;
 const SECRET = secret();
-const onRedis = process.env.CP_TEST_STORE === 'redis';
 
 interface DeliveryView {
   event_id: string;
@@ -54,23 +54,6 @@ async function flush(): Promise<void> {
     await h?.standIn.webhooks?.idle();
     await h?.settled();
   }
-}
-
-/** An inbound call from ringing to its end: created, ringing, connected, agent joined, ended. */
-async function inboundCall(harness: ServiceHarness): Promise<string> {
-  const room = `call-_${CALLER}_${newId('', 6)}`;
-  const identity = `sip_${CALLER}_${newId('', 4)}`;
-  harness.standIn.joinParticipant(room, sipParticipant({ identity, phoneNumber: CALLER, trunkPhoneNumber: TRUNK_NUMBER, callStatus: 'ringing' }));
-  await flush();
-  harness.standIn.joinParticipant(room, agentParticipant({ identity: `agent-${newId('', 4)}` }));
-  await flush();
-  harness.standIn.leaveParticipant(room, identity, 'CLIENT_INITIATED');
-  harness.standIn.finishRoom(room);
-  await flush();
-  const calls = (await (await harness.api('/v1/calls?limit=200')).json()) as { calls: Session[] };
-  const call = calls.calls.find((c) => c.livekit_room === room);
-  if (!call) throw new Error(`no call in room ${room}`);
-  return call.id;
 }
 
 async function eventsOf(id: string): Promise<ObsEnvelope[]> {
@@ -400,24 +383,5 @@ describe('per-call status callbacks (POST /v1/calls)', () => {
     await start({ STATUS_CALLBACK_ALLOWED_HOSTS: '*.example.com' });
     const response = await place({ status_callback_url: 'https://hooks.eu.example.com/calls?tenant=7' });
     expect(response.status).toBe(201);
-  });
-});
-
-describe.skipIf(onRedis)('the in-memory outbox cap', () => {
-  it('records deliveries past STATUS_CALLBACK_MAX_PENDING as failed, counts them and says so once in the log', async () => {
-    await start({ STATUS_CALLBACK_MAX_PENDING: '100', STATUS_CALLBACK_CONCURRENCY: '1' });
-    receiver!.respond(() => ({ hang: true }));
-    const ids: string[] = [];
-    for (let i = 0; i < 25; i++) ids.push(await inboundCall(h!));
-    const all = (await Promise.all(ids.map((id) => deliveriesOf(id)))).flat();
-    expect(all.length).toBeGreaterThan(100);
-    const dropped = all.filter((d) => d.status === 'failed');
-    expect(all.filter((d) => d.status === 'pending')).toHaveLength(100);
-    expect(dropped.length).toBe(all.length - 100);
-    expect(dropped.every((d) => d.attempts === 0 && /STATUS_CALLBACK_MAX_PENDING/.test(d.last_error ?? ''))).toBe(true);
-    const metrics = await (await h!.api('/metrics')).text();
-    expect(metrics).toContain(`control_plane_status_callbacks_dropped_total ${dropped.length}`);
-    expect(metrics).toContain('control_plane_status_callbacks_pending 100');
-    expect(h!.logLines.filter((line) => typeof line.msg === 'string' && line.msg.includes('the outbox is full'))).toHaveLength(1);
   });
 });

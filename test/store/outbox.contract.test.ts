@@ -114,12 +114,12 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
     let lease = await claimOnly(outbox, 'a');
     const head = headOf(await outbox.deliveries('a')) as Delivery;
     expect(head.seq).toBe(1);
-    await outbox.release(lease, [delivered(head, now)], now);
+    await outbox.release(lease, [{ before: head, after: delivered(head, now) }], now);
 
     lease = await claimOnly(outbox, 'a');
     const next = headOf(await outbox.deliveries('a')) as Delivery;
     expect(next.seq).toBe(2);
-    await outbox.release(lease, [delivered(next, now)], now);
+    await outbox.release(lease, [{ before: next, after: delivered(next, now) }], now);
 
     expect(await outbox.claim(now + 3_600_000, 10, LEASE_MS)).toEqual([]);
     expect((await outbox.deliveries('a')).map((d) => d.status)).toEqual(['delivered', 'delivered']);
@@ -131,7 +131,7 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
     const start = now;
     await store.commit(record('a', 'ringing', 1), [], [delivery('a', 1, now)]);
     const lease = await claimOnly(outbox, 'a');
-    await outbox.release(lease, [retried(delivery('a', 1, now), start + 5000)], now);
+    await outbox.release(lease, [{ before: delivery('a', 1, now), after: retried(delivery('a', 1, now), start + 5000) }], now);
     expect(await outbox.claim(start + 4999, 10, LEASE_MS)).toEqual([]);
 
     // The later event must wait behind the earlier one.
@@ -152,7 +152,7 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
     await store.commit(record('a', 'connected', 2), [], [delivery('a', 2, now + 60_000)]);
     await outbox.release(
       lease,
-      seen.map((d) => delivered(d, now)),
+      seen.map((d) => ({ before: d, after: delivered(d, now) })),
       now,
     );
     await claimOnly(outbox, 'a');
@@ -172,11 +172,34 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
     await outbox.release(stale, [], now);
     expect(await outbox.claim(now, 10, LEASE_MS)).toEqual([]);
 
-    await outbox.release(current, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(current, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     const last = await claimOnly(outbox, 'a');
-    await outbox.release(last, [delivered(delivery('a', 2, now), now)], now);
+    await outbox.release(last, [{ before: delivery('a', 2, now), after: delivered(delivery('a', 2, now), now) }], now);
     await outbox.release(stale, [], now);
     expect(await outbox.claim(now + 3_600_000, 10, LEASE_MS)).toEqual([]);
+  });
+
+  it('never writes an outcome over newer news: a stale holder after a takeover, an attempt overtaken by a redelivery', async () => {
+    const { store, outbox } = open();
+    await store.commit(record('a', 'ringing', 1), [], [delivery('a', 1, now)]);
+    const stale = await claimOnly(outbox, 'a');
+    now += LEASE_MS + 1;
+    const current = await claimOnly(outbox, 'a');
+    const sent = delivered(delivery('a', 1, now), now);
+    await outbox.release(current, [{ before: delivery('a', 1, now), after: sent }], now);
+    // The stale holder's attempt failed: its retry must not undo the delivery.
+    await outbox.release(stale, [{ before: delivery('a', 1, now), after: retried(delivery('a', 1, now), now + 5000) }], now);
+    expect(await outbox.deliveries('a')).toEqual([sent]);
+    expect(await outbox.pendingCount()).toBe(0);
+
+    // A redelivery asked for while an attempt is in flight is sent after it, whatever that attempt's fate.
+    await store.commit(record('a', 'connected', 2), [], [delivery('a', 2, now)]);
+    const lease = await claimOnly(outbox, 'a');
+    const inFlight = delivery('a', 2, now);
+    const renewed = await outbox.redeliver('a', 'EV_a_2', now);
+    await outbox.release(lease, [{ before: inFlight, after: delivered(inFlight, now) }], now);
+    expect(headOf(await outbox.deliveries('a'))).toEqual(renewed);
+    await claimOnly(outbox, 'a');
   });
 
   it('redelivers a delivery as a new series, due at once, also ahead of a later one waiting for a retry', async () => {
@@ -187,9 +210,9 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
 
     let lease = await claimOnly(outbox, 'a');
     const first = delivered(delivery('a', 1, now), now);
-    await outbox.release(lease, [first], now);
+    await outbox.release(lease, [{ before: delivery('a', 1, now), after: first }], now);
     lease = await claimOnly(outbox, 'a');
-    await outbox.release(lease, [retried(delivery('a', 2, now), now + 60_000)], now);
+    await outbox.release(lease, [{ before: delivery('a', 2, now), after: retried(delivery('a', 2, now), now + 60_000) }], now);
     expect(await outbox.claim(now + 100, 10, LEASE_MS)).toEqual([]);
 
     now += 100;
@@ -200,7 +223,7 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
     lease = await claimOnly(outbox, 'a');
 
     // during a lease: due again once it is given back
-    await outbox.release(lease, [delivered(renewed as Delivery, now)], now);
+    await outbox.release(lease, [{ before: renewed as Delivery, after: delivered(renewed as Delivery, now) }], now);
     expect(await outbox.claim(now, 10, LEASE_MS)).toEqual([]);
     lease = await claimOnly(outbox, 'a', now + 60_000);
     now += 60_000;
@@ -223,10 +246,10 @@ describe.each(['memory', 'redis'] as const)('Outbox contract: %s', (kind) => {
 
     const leases = await outbox.claim(now, 10, LEASE_MS);
     const a = leases.find((lease) => lease.sessionId === 'a') as OutboxLease;
-    await outbox.release(a, [delivered(delivery('a', 1, now), now), { ...delivery('a', 2, now), status: 'failed', attempts: 8, nextAttemptAt: null }], now);
+    await outbox.release(a, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }, { before: delivery('a', 2, now), after: { ...delivery('a', 2, now), status: 'failed', attempts: 8, nextAttemptAt: null } }], now);
     expect(await outbox.pendingCount()).toBe(1);
     // unknown deliveries are not stored and not counted
-    await outbox.release(leases.find((lease) => lease.sessionId === 'b') as OutboxLease, [delivery('b', 7, now)], now);
+    await outbox.release(leases.find((lease) => lease.sessionId === 'b') as OutboxLease, [{ before: delivery('b', 7, now), after: delivery('b', 7, now) }], now);
     expect(await outbox.deliveries('b')).toEqual([delivery('b', 1, now)]);
     expect(await outbox.pendingCount()).toBe(1);
 
@@ -256,18 +279,20 @@ describe('Redis outbox', () => {
     expect(await redis.pttl(deliveries)).toBe(-1);
 
     let lease = await outbox.claim(now, 10, LEASE_MS);
-    await outbox.release(lease[0] as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease[0] as OutboxLease, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     expect(await redis.pttl(deliveries)).toBe(-1);
     lease = await outbox.claim(now, 10, LEASE_MS);
-    await outbox.release(lease[0] as OutboxLease, [delivered(delivery('a', 2, now), now)], now);
+    await outbox.release(lease[0] as OutboxLease, [{ before: delivery('a', 2, now), after: delivered(delivery('a', 2, now), now) }], now);
+    // The call's TTL read first: the deliveries' (copied from it) cannot be longer a moment later.
+    const callTtl = await redis.pttl(`${prefix}call:{a}`);
     const ttl = await redis.pttl(deliveries);
     expect(ttl).toBeGreaterThan(RETENTION_MS - 5000);
-    expect(ttl).toBeLessThanOrEqual(await redis.pttl(`${prefix}call:{a}`));
+    expect(ttl).toBeLessThanOrEqual(callTtl);
 
-    await outbox.redeliver('a', 'EV_a_1', now);
+    const renewed = (await outbox.redeliver('a', 'EV_a_1', now)) as Delivery;
     expect(await redis.pttl(deliveries)).toBe(-1);
     lease = await outbox.claim(now, 10, LEASE_MS);
-    await outbox.release(lease[0] as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease[0] as OutboxLease, [{ before: renewed, after: delivered(renewed, now) }], now);
     expect(await redis.pttl(deliveries)).toBeGreaterThan(0);
 
     // A call that is final with nothing pending: its deliveries expire with it from the start.
@@ -280,7 +305,7 @@ describe('Redis outbox', () => {
     await store.commit(record('a', 'ended', 1), [], [delivery('a', 1, now)]);
     await raw(store).del(`${prefix}call:{a}`);
     const [lease] = await outbox.claim(now, 10, LEASE_MS);
-    await outbox.release(lease as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease as OutboxLease, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     expect(await raw(store).exists(`${prefix}call:{a}:deliveries`)).toBe(0);
     expect(await outbox.deliveries('a')).toEqual([]);
     expect(await outbox.pendingCount()).toBe(0);
@@ -317,13 +342,13 @@ describe('Redis outbox', () => {
 
     // The same while leased: the holder gives the call back (it saw nothing pending), another
     // sender takes it and also finds nothing, then the commit lands.
-    await outbox.release(lease as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease as OutboxLease, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     const [held] = await outbox.claim(now, 10, LEASE_MS);
     expect(held).toBeUndefined();
     await store.commit(record('a', 'ending', 3), [], [delivery('a', 2, now)]);
     const [holder] = await outbox.claim(now, 10, LEASE_MS);
     stepped.between = async () => {
-      await outbox.release(holder as OutboxLease, [delivered(delivery('a', 2, now), now)], now);
+      await outbox.release(holder as OutboxLease, [{ before: delivery('a', 2, now), after: delivered(delivery('a', 2, now), now) }], now);
       await emptyHanded(outbox);
     };
     await store.commit(record('a', 'ended', 4), [], [delivery('a', 3, now)]);
@@ -342,7 +367,7 @@ describe('Redis outbox', () => {
     // the mark it left is harmless: the call is due for what it has
     const [lease] = await outbox.claim(now, 10, LEASE_MS);
     expect(headOf(await outbox.deliveries('a'))?.seq).toBe(1);
-    await outbox.release(lease as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease as OutboxLease, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     expect(await outbox.claim(now, 10, LEASE_MS)).toEqual([]);
   });
 });
@@ -362,7 +387,7 @@ describe('in-memory outbox', () => {
     expect(await outbox.pendingCount()).toBe(2);
 
     const [lease] = await outbox.claim(now, 10, LEASE_MS);
-    await outbox.release(lease as OutboxLease, [delivered(delivery('a', 1, now), now)], now);
+    await outbox.release(lease as OutboxLease, [{ before: delivery('a', 1, now), after: delivered(delivery('a', 1, now), now) }], now);
     await store.commit(record('a', 'connected', 2), [], [delivery('a', 4, now)]);
     expect((await outbox.deliveries('a')).map((d) => d.status)).toEqual(['delivered', 'pending', 'failed', 'pending']);
     expect(dropped).toEqual([1]);

@@ -2,7 +2,7 @@
 // same synchronous step as the call they belong to. Pending deliveries are capped: past the cap a
 // new delivery is recorded `failed` at once (it can be redelivered) and `onDropped` tells, so a
 // customer server that is down for hours cannot grow this process's memory without bound.
-import { headOf, type Delivery, type Outbox, type OutboxLease } from '../outbox.port.js';
+import { headOf, unchangedSince, type Delivery, type DeliveryChange, type Outbox, type OutboxLease } from '../outbox.port.js';
 
 export interface MemoryOutboxOptions {
   /** at most this many deliveries wait to be sent */
@@ -39,6 +39,8 @@ export class MemoryOutbox implements Outbox {
     let dropped = 0;
     for (const delivery of deliveries) {
       const call = this.callOf(delivery.sessionId);
+      // A commit's event ids are new; one seen before would be counted twice.
+      if (call.byEvent.has(delivery.eventId)) continue;
       if (delivery.status === 'pending' && this.pendingTotal >= this.options.maxPending) {
         call.byEvent.set(delivery.eventId, {
           ...delivery,
@@ -83,9 +85,15 @@ export class MemoryOutbox implements Outbox {
     return call ? [...call.byEvent.values()].sort((a, b) => a.seq - b.seq) : [];
   }
 
-  async release(lease: OutboxLease, changed: readonly Delivery[], now: number): Promise<void> {
+  async release(lease: OutboxLease, changes: readonly DeliveryChange[], now: number): Promise<void> {
     const call = this.calls.get(lease.sessionId);
-    if (call) for (const delivery of changed) this.replace(call, delivery);
+    if (call) {
+      for (const { before, after } of changes) {
+        const stored = call.byEvent.get(after.eventId);
+        if (stored && unchangedSince(stored, before)) this.replace(call, after);
+      }
+      if (call.orphan && call.pending === 0) this.calls.delete(lease.sessionId);
+    }
     const due = this.due.get(lease.sessionId);
     // Another sender took the call after this lease ran out: the call is its business now.
     if (!due || due.lease?.token !== lease.token) return;
@@ -97,7 +105,6 @@ export class MemoryOutbox implements Outbox {
     } else {
       this.due.delete(lease.sessionId);
     }
-    if (call?.orphan && call.pending === 0) this.calls.delete(lease.sessionId);
   }
 
   async redeliver(sessionId: string, eventId: string, now: number): Promise<Delivery | undefined> {

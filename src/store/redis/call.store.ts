@@ -252,7 +252,8 @@ export class RedisCallStore implements CallStore {
       if (record.version === 1) await this.reindex(record, null, Number(ordinal));
       // The call is marked due before its deliveries are recorded: a crash in between leaves a due
       // call with nothing to send, never a delivery no sender looks at.
-      const now = this.now();
+      // Due when the deliveries say (the service's clock, which the sender claims by).
+      const now = Math.min(...deliveries.map((delivery) => delivery.nextAttemptAt ?? this.now()));
       await outbox?.mark(record.id, pending, now);
       const result = (await this.run(
         COMMIT,

@@ -19,7 +19,7 @@
 // release recognises its own lease exactly and leaves the call alone once another sender took it
 // over. The global counter moves in the global scripts, apart from each call's `#pending`: a crash
 // between a call's script and the global one leaves the gauge off by what changed then.
-import type { Delivery, Outbox, OutboxLease } from '../outbox.port.js';
+import type { Delivery, DeliveryChange, Outbox, OutboxLease } from '../outbox.port.js';
 import { CLAIM_DUE, LuaScript, type RedisConnection } from './connection.js';
 
 // KEYS: due, pending. ARGV: call id, pending deliveries added, now, force ('1'/'0').
@@ -43,19 +43,21 @@ elseif fraction == 0 and ARGV[4] == '1' and score > tonumber(ARGV[3]) then
 end
 return 1`);
 
-// KEYS: deliveries, call record. ARGV: now, then event id / Delivery JSON pairs.
-// Stores the deliveries that exist (the outcome of an attempt) and returns {pending delta, when
+// KEYS: deliveries, call record. ARGV: now, then event id / Delivery JSON / series / attempts
+// quadruples. Stores each delivery that is still pending in that series with that many attempts
+// (the outcome of an attempt; see DeliveryChange) and returns {pending delta, when
 // the earliest pending delivery is due or ''}. With nothing pending the hash expires with the
 // record, or goes when the record is gone.
 const SETTLE = new LuaScript(`
 local delta = 0
-for i = 2, #ARGV, 2 do
-  local before = redis.call('HGET', KEYS[1], ARGV[i])
-  if before then
-    local was = cjson.decode(before)['status'] == 'pending'
-    local is = cjson.decode(ARGV[i + 1])['status'] == 'pending'
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    if is and not was then delta = delta + 1 elseif was and not is then delta = delta - 1 end
+for i = 2, #ARGV, 4 do
+  local stored = redis.call('HGET', KEYS[1], ARGV[i])
+  if stored then
+    stored = cjson.decode(stored)
+    if stored['status'] == 'pending' and stored['series'] == tonumber(ARGV[i + 2]) and stored['attempts'] == tonumber(ARGV[i + 3]) then
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+      if cjson.decode(ARGV[i + 1])['status'] ~= 'pending' then delta = delta - 1 end
+    end
   end
 end
 local pending
@@ -181,12 +183,12 @@ export class RedisOutbox implements Outbox {
     });
   }
 
-  async release(lease: OutboxLease, changed: readonly Delivery[], now: number): Promise<void> {
+  async release(lease: OutboxLease, changes: readonly DeliveryChange[], now: number): Promise<void> {
     return this.guard('release', async () => {
       const { sessionId } = lease;
       const callKeys = [deliveriesKey(this.connection, sessionId), this.connection.key(`call:{${sessionId}}`)];
       const args: (string | number)[] = [wholeMs(now)];
-      for (const delivery of changed) args.push(delivery.eventId, JSON.stringify(delivery));
+      for (const { before, after } of changes) args.push(after.eventId, JSON.stringify(after), before.series, before.attempts);
       const [delta, next] = (await this.connection.run(SETTLE, callKeys, args)) as [number, string];
       await this.connection.run(RELEASE, [this.due, this.pending], [sessionId, lease.token, delta, next, wholeMs(now)]);
     });
