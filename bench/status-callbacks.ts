@@ -45,12 +45,18 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function forkChild(script: string, args: string[]): Promise<{ child: ChildProcess; hello: Record<string, unknown> }> {
+/** Forks a script and waits for its first message that has `key` (the load generator's module says `ready` wherever it is imported). */
+function forkChild(script: string, args: string[], key: string): Promise<{ child: ChildProcess; hello: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const child = fork(script, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
-    child.once('message', (hello) => resolve({ child, hello: hello as Record<string, unknown> }));
+    const onMessage = (hello: unknown): void => {
+      if (typeof hello !== 'object' || hello === null || !(key in hello)) return;
+      child.off('message', onMessage);
+      resolve({ child, hello: hello as Record<string, unknown> });
+    };
+    child.on('message', onMessage);
   });
 }
 
@@ -111,8 +117,8 @@ async function main(): Promise<void> {
   const pairs = Number(argument('pairs', '3'));
   const delayMs = Number(argument('delay-ms', '250'));
   const standIn = await startLiveKitStandIn({ apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET });
-  const slow = await forkChild(join(benchDir, 'status-callbacks.ts'), ['--receiver', String(delayMs)]);
-  const generator = (await forkChild(join(benchDir, 'load-generator.ts'), [])).child;
+  const slow = await forkChild(join(benchDir, 'status-callbacks.ts'), ['--receiver', String(delayMs)], 'port');
+  const generator = (await forkChild(join(benchDir, 'load-generator.ts'), [], 'type')).child;
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const logFile = join(process.env.TMPDIR ?? '/tmp', `bench-status-callbacks-${process.pid}.log`);
   const base = { LIVEKIT_URL: standIn.url, LIVEKIT_API_KEY: BENCH_API_KEY, LIVEKIT_API_SECRET: BENCH_API_SECRET, LOG_LEVEL: 'info', RECONCILE_INTERVAL_S: '0' };
@@ -153,6 +159,7 @@ async function main(): Promise<void> {
     }
   }
   generator.send({ type: 'exit' });
+  slow.child.removeAllListeners('exit');
   slow.child.kill();
   await standIn.close();
 

@@ -19,6 +19,8 @@ export interface ReceivedCallback {
   at: number;
   /** what it was answered (null: no answer) */
   answered: number | null;
+  /** when the answer went out (Date.now()) */
+  answeredAt: number | null;
 }
 
 export interface StatusCallbackPayload {
@@ -69,7 +71,7 @@ export async function startStatusCallbackReceiver(options: { secret: string; res
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       const header = (name: string): string => String(req.headers[name] ?? '');
-      const entry: ReceivedCallback = { id: header('webhook-id'), headers: req.headers, body, at: Date.now(), answered: null };
+      const entry: ReceivedCallback = { id: header('webhook-id'), headers: req.headers, body, at: Date.now(), answered: null, answeredAt: null };
       try {
         entry.payload = verifier.verify(body, {
           'webhook-id': header('webhook-id'),
@@ -93,6 +95,7 @@ export async function startStatusCallbackReceiver(options: { secret: string; res
         }
         const status = answer.status ?? 200;
         entry.answered = status;
+        entry.answeredAt = Date.now();
         res.writeHead(status, { 'content-type': 'text/plain', ...answer.headers });
         res.end(status >= 200 && status < 300 ? 'ok' : 'no');
       });

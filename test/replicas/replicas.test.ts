@@ -15,6 +15,7 @@ import { startLoadBalancer, type LoadBalancer } from '../support/load-balancer.j
 import { freePort } from '../../dev/redis-server.js';
 import { spawnService } from '../support/service-process.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
+import { startStatusCallbackReceiver, type StatusCallbackReceiver } from '../../dev/status-callback-receiver.js';
 
 const CALLS = 200;
 const REPLICAS = 3;
@@ -40,6 +41,9 @@ interface Expected {
 
 let standIn: LiveKitStandIn;
 let balancer: LoadBalancer;
+/** the customer's backend: every event of every call is pushed to it, also while replicas die */
+let callbacks: StatusCallbackReceiver;
+const CALLBACK_SECRET = `whsec_${Buffer.from('replica-test-status-callback-secret!').toString('base64')}`;
 const replicas: Replica[] = [];
 const logDir = mkdtempSync(join(tmpdir(), 'cp-replicas-'));
 const prefix = `rep${Math.random().toString(36).slice(2, 8)}:`;
@@ -66,6 +70,10 @@ function startReplica(replica: Replica): Promise<void> {
       DIAL_RETRY_MAX_MS: '1000',
       MAX_CONCURRENT_CALLS: '1000',
       CALLS_PER_SECOND: '1000',
+      STATUS_CALLBACK_URL: callbacks.url,
+      STATUS_CALLBACK_SECRET: CALLBACK_SECRET,
+      STATUS_CALLBACK_TIMEOUT_S: '2',
+      STATUS_CALLBACK_RETRY_SCHEDULE_S: '0.2,0.5,1,1,1,1,1,1,1,1',
     },
     { output: log },
   );
@@ -157,6 +165,15 @@ async function allCalls(): Promise<Session[]> {
 
 beforeAll(async () => {
   if (!process.env.REDIS_URL) throw new Error('the replica test needs REDIS_URL (the redis vitest project provides one)');
+  // Slow enough that deliveries are in flight when a replica dies; about one in eight (by its
+  // random event id) is refused once, so retries are under way too.
+  callbacks = await startStatusCallbackReceiver({
+    secret: CALLBACK_SECRET,
+    respond: (delivery) => {
+      const refused = /^[01]/.test(delivery.id) && !callbacks.received.some((r) => r !== delivery && r.id === delivery.id);
+      return { status: refused ? 503 : 200, delayMs: between(0, 150) };
+    },
+  });
   standIn = await startLiveKitStandIn({ webhookUrl: 'http://127.0.0.1:1/webhook', webhookRetryDelaysMs: [100, 200, 400, 800, 1600] });
   standIn.setHandler('CreateSIPParticipant', (req, s) =>
     String(req.body.sipCallTo).startsWith(BUSY_PREFIX)
@@ -173,6 +190,7 @@ afterAll(async () => {
   await Promise.all(replicas.map(kill));
   await balancer?.close();
   await standIn?.close();
+  await callbacks?.close();
 });
 
 describe('three replicas on Redis with replicas killed mid-call', () => {
@@ -256,9 +274,42 @@ describe('three replicas on Redis with replicas killed mid-call', () => {
       if (call.end_reason === 'api_hangup') expect(mine, call.id).toHaveLength(1);
     }
     const redialed = calls.filter((c) => c.direction === 'outbound' && c.attempt > 1).length;
+
+    // Status callbacks: every event of every call delivered at least once, verified, and per
+    // call in seq order: an event arrives only after the one before it was answered 2xx.
+    const callbackDeadline = Date.now() + 90_000;
+    const delivered = (): Set<string> => new Set(callbacks.received.filter((r) => r.payload && r.answered === 200).map((r) => r.id));
+    while ([...eventIds].some((id) => !delivered().has(id))) {
+      if (Date.now() > callbackDeadline) {
+        const missing = [...eventIds].filter((id) => !delivered().has(id));
+        throw new Error(`${missing.length} events never delivered as status callbacks (e.g. ${missing[0]}); logs in ${logDir}`);
+      }
+      await sleep(250);
+    }
+    expect(callbacks.received.filter((r) => r.verifyError !== undefined)).toEqual([]);
+    const arrivals = new Map<string, typeof callbacks.received>();
+    for (const arrival of callbacks.received) {
+      const event = arrival.payload?.data.event;
+      if (event) arrivals.set(event.session_id, [...(arrivals.get(event.session_id) ?? []), arrival]);
+    }
+    const outOfOrder: string[] = [];
+    for (const [sessionId, list] of arrivals) {
+      for (const arrival of list) {
+        const seq = arrival.payload?.data.event.seq as number;
+        if (seq === 1) continue;
+        const previousAnswered = list.some((p) => p.payload?.data.event.seq === seq - 1 && p.answered === 200 && (p.answeredAt ?? Infinity) <= arrival.at);
+        if (!previousAnswered) outOfOrder.push(`${sessionId} seq ${seq}`);
+      }
+    }
+    expect(outOfOrder, `logs in ${logDir}`).toEqual([]);
+    const deliveries = callbacks.received.length;
+    const duplicates = callbacks.received.filter((r) => r.answered === 200).length - eventIds.size;
+    const refused = callbacks.received.filter((r) => r.answered === 503).length;
     console.log(
       `replicas: ${CALLS} calls, ${kills} SIGKILLs (replica starts: ${replicas.map((r) => r.starts).join('/')}), ` +
-        `${eventCount} events, ${dials.length} dials (${redialed} calls re-dialed after a lost dial), ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        `${eventCount} events, ${dials.length} dials (${redialed} calls re-dialed after a lost dial), ` +
+        `status callbacks: ${deliveries} requests, ${eventIds.size} events delivered, ${duplicates} delivered twice, ${refused} refused and retried, ` +
+        `${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
   }, 240_000);
 
