@@ -26,7 +26,7 @@ import type {
  * The machine id is its version: a persisted state is never renamed or removed. Stored calls
  * name the version that wrote them, and the runtime refuses to restore another one.
  */
-export const CALL_MACHINE_ID = 'call-v1';
+export const CALL_MACHINE_ID = 'call-v2';
 /** A top-level state, as a transition target from inside a nested state. */
 const top = (state: string): string => `#${CALL_MACHINE_ID}.${state}`;
 
@@ -58,6 +58,9 @@ export const callMachine = setup({
     addAgent: action('addAgent'),
     removeAgent: action('removeAgent'),
     startAgentGrace: action('startAgentGrace'),
+    armAgentWatchdog: action('armAgentWatchdog'),
+    disarmAgentWatchdog: action('disarmAgentWatchdog'),
+    endAgentTimeout: action('endAgentTimeout'),
     requestHangup: action('requestHangup') as (_: unknown, params: { cause: HangupCause }) => void,
     requestTransfer: action('requestTransfer'),
     recordTransferFailure: action('recordTransferFailure'),
@@ -107,7 +110,7 @@ export const callMachine = setup({
     transferTarget: null,
     dialStartedAt: null,
     phoneLeftReason: null,
-    deadlines: { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null },
+    deadlines: { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null, agentJoin: null },
   }),
   initial: 'created',
   on: {
@@ -122,7 +125,7 @@ export const callMachine = setup({
         {
           guard: 'isAnsweredOnArrival',
           target: 'connected',
-          actions: ['markAnswered', { type: 'emit', params: { event: 'call.started' } }],
+          actions: ['markAnswered', 'armAgentWatchdog', { type: 'emit', params: { event: 'call.started' } }],
         },
         { target: 'ringing' },
       ],
@@ -150,7 +153,7 @@ export const callMachine = setup({
             'dial.answered': {
               guard: 'isCurrentAttempt',
               target: top('connected'),
-              actions: ['markAnswered', { type: 'emit', params: { event: 'call.started' } }],
+              actions: ['markAnswered', 'armAgentWatchdog', { type: 'emit', params: { event: 'call.started' } }],
             },
             'dial.failed': [
               {
@@ -253,7 +256,17 @@ export const callMachine = setup({
       on: {
         'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         'livekit.agent_joined': {
-          actions: ['addAgent', { type: 'emit', params: { event: 'call.agent_joined' } }],
+          actions: ['addAgent', 'disarmAgentWatchdog', { type: 'emit', params: { event: 'call.agent_joined' } }],
+        },
+        // Answered, and no agent came: the person who picked up would hear silence.
+        'timer.agent_join': {
+          guard: { type: 'deadlineReached', params: { timer: 'agentJoin' } },
+          target: 'failed',
+          actions: [
+            { type: 'command', params: { command: 'hangUp' } },
+            'endAgentTimeout',
+            { type: 'emit', params: { event: 'call.error' } },
+          ],
         },
         'livekit.agent_left': {
           actions: ['removeAgent', 'startAgentGrace', { type: 'emit', params: { event: 'call.agent_left' } }],

@@ -89,6 +89,8 @@ export interface Deadlines {
   endingGrace: number | null;
   /** connected with no agent left: hang up unless an agent joins again. */
   agentGrace: number | null;
+  /** answered with no agent in the room yet: fail the call unless one joins by then (the agent watchdog). */
+  agentJoin: number | null;
 }
 
 export type TimerName = keyof Deadlines;
@@ -99,6 +101,8 @@ export interface CallSettings {
   maxDurationS: number;
   endingGraceS: number;
   agentGraceS: number;
+  /** the agent watchdog; 0: off */
+  agentJoinTimeoutS: number;
   maxDialAttempts: number;
 }
 
@@ -195,7 +199,8 @@ export type TimerEvent = At & {
     | 'timer.max_duration'
     | 'timer.retry'
     | 'timer.ending_grace'
-    | 'timer.agent_grace';
+    | 'timer.agent_grace'
+    | 'timer.agent_join';
 };
 
 export type CallEvent =

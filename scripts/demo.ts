@@ -1,5 +1,5 @@
 // `npm run demo`: the control plane and an embedded LiveKit stand-in with development keys,
-// playing a few inbound calls and one outbound call so a newcomer, with no LiveKit account, sees OBS-00 events and
+// playing a few inbound calls and two outbound calls so a newcomer, with no LiveKit account, sees OBS-00 events and
 // final states. The stand-in signs its webhooks exactly as LiveKit does and the service
 // verifies them; nothing in the service knows it is a demo. Every event also goes out as a
 // status callback to a small local receiver that verifies it with the `standardwebhooks`
@@ -86,6 +86,8 @@ async function main(): Promise<void> {
     CONTROL_API_KEYS: DEMO_API_KEY,
     SIP_OUTBOUND_TRUNK_ID: 'ST_demo_outbound',
     AGENT_GRACE_S: '1',
+    // Short, so the call whose agent never comes (step 5) fails within the demo.
+    AGENT_JOIN_TIMEOUT_S: '2',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     INSPECT: process.env.INSPECT,
     STATUS_CALLBACK_URL: receiver.url,
@@ -162,6 +164,13 @@ async function main(): Promise<void> {
   await settle();
   await sleep(1000);
   await api(`/v1/calls/${placed.id}/hangup`);
+  await settle();
+
+  console.log(`\n5. An outbound call answered before its agent arrives, and no agent ever joins: after AGENT_JOIN_TIMEOUT_S (${config.calls.agentJoinTimeoutS} s here)`);
+  console.log('   the plane hangs up rather than leave the person who picked up in silence');
+  await api('/v1/calls', { to: '+31612340000', agent: 'receptionist-crashed', metadata: { ticket: 'DEMO-2' } });
+  await settle();
+  await sleep(config.calls.agentJoinTimeoutS * 1000 + 300);
   await settle();
 
   const response = await fetch(`${url}/v1/calls`, { headers: { Authorization: `Bearer ${DEMO_API_KEY}` } });

@@ -33,6 +33,7 @@ export interface Config {
     maxDurationS: number;
     endingGraceS: number;
     agentGraceS: number;
+    agentJoinTimeoutS: number;
     maxDialAttempts: number;
     retryBaseMs: number;
     retryMaxMs: number;
@@ -223,6 +224,7 @@ export function loadConfig(env: Env): Config {
       maxDurationS: integer(env, 'MAX_CALL_DURATION_S', 3600, 10, 86_400),
       endingGraceS: integer(env, 'ENDING_GRACE_S', 10, 1, 300),
       agentGraceS: integer(env, 'AGENT_GRACE_S', 5, 0, 300),
+      agentJoinTimeoutS: integer(env, 'AGENT_JOIN_TIMEOUT_S', 20, 0, 600),
       maxDialAttempts: integer(env, 'DIAL_MAX_ATTEMPTS', 3, 1, 10),
       retryBaseMs,
       retryMaxMs: integer(env, 'DIAL_RETRY_MAX_MS', 30_000, retryBaseMs, 3_600_000),

@@ -76,6 +76,7 @@ export function callSettings(config: Config): CallSettings {
     maxDurationS: config.calls.maxDurationS,
     endingGraceS: config.calls.endingGraceS,
     agentGraceS: config.calls.agentGraceS,
+    agentJoinTimeoutS: config.calls.agentJoinTimeoutS,
     maxDialAttempts: config.calls.maxDialAttempts,
   };
 }

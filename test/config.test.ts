@@ -94,6 +94,7 @@ describe('loadConfig', () => {
         maxDurationS: 3600,
         endingGraceS: 10,
         agentGraceS: 5,
+        agentJoinTimeoutS: 20,
         maxDialAttempts: 3,
         retryBaseMs: 1000,
         retryMaxMs: 30_000,

@@ -1,11 +1,11 @@
-// The README's first command: `npm run demo` plays three inbound calls and one outbound call and
+// The README's first command: `npm run demo` plays three inbound calls and two outbound calls and
 // exits, on a machine with no LiveKit account, pushing every event to a local status-callback
 // receiver that verifies it.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 describe('npm run demo', () => {
-  it('plays three inbound calls and one outbound call to their final states, delivers every status callback verified, and exits 0', () => {
+  it('plays three inbound calls and two outbound calls to their final states, delivers every status callback verified, and exits 0', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], {
       cwd: process.cwd(),
       env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0' },
@@ -19,6 +19,7 @@ describe('npm run demo', () => {
     expect(out).toMatch(/ended\/agent_hangup/);
     expect(out).toMatch(/ended\/canceled/);
     expect(out).toMatch(/outbound .* ended\/api_hangup/);
+    expect(out).toMatch(/outbound .* failed\/agent_error/);
     expect(out).not.toContain('31612345678');
 
     const callbacks = out.split('\n').filter((line) => line.includes('↳ callback'));

@@ -15,6 +15,7 @@ import { publicState } from '../http/session.js';
 import { nextDeadline, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
 import type { Delivery } from '../store/outbox.port.js';
 import { VersionConflictError } from '../store/errors.js';
+import { upgrade } from './migrations.js';
 import type { Clock, Scheduler } from './timers.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -74,25 +75,6 @@ export interface CallEvents {
   send(sessionId: string, event: IncomingEvent): Promise<SendResult>;
 }
 
-/**
- * A stored call written by another version of the chart: its snapshot cannot be restored into
- * this one. Versions are never changed in place; a new version comes with a migration here.
- */
-export class MachineVersionError extends Error {
-  constructor(sessionId: string, stored: string) {
-    super(`call ${sessionId} was stored by chart ${stored}; this service runs ${CALL_MACHINE_ID} and has no migration from it`);
-    this.name = 'MachineVersionError';
-  }
-}
-
-/** The chart of every record stored before records named theirs: stays `call-v1` whatever the current chart is. */
-const UNNAMED_RECORDS_MACHINE = 'call-v1';
-
-/** The chart that wrote a record. */
-function machineOf(record: CallRecord): string {
-  return (record as Partial<CallRecord>).machine ?? UNNAMED_RECORDS_MACHINE;
-}
-
 /** An action or guard of the chart threw: a defect, reported without taking the process down. */
 export class CallLogicError extends Error {
   constructor(sessionId: string, options: { cause: unknown }) {
@@ -114,6 +96,7 @@ const TIMER_EVENTS = {
   retry: 'timer.retry',
   endingGrace: 'timer.ending_grace',
   agentGrace: 'timer.agent_grace',
+  agentJoin: 'timer.agent_join',
 } as const satisfies Record<TimerName, string>;
 
 const TIMER_RETRY_MS = 1000;
@@ -228,12 +211,11 @@ export class CallRuntime implements CallEvents {
     if (cached && record && cached.record.version === record.version) return cached;
     if (cached) this.evict(sessionId, cached);
     if (!record || isFinalState(record.state)) return record;
-    if (machineOf(record) !== CALL_MACHINE_ID) throw new MachineVersionError(sessionId, machineOf(record));
     // Restored from the store: xstate re-arms no timers, so they are armed from the context.
-    const live = this.spawn({ record });
+    const live = this.spawn({ record: upgrade(record) });
     live.actor.start();
     this.live.set(sessionId, live);
-    this.armTimer(record);
+    this.armTimer(live.record);
     return live;
   }
 

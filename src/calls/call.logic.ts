@@ -23,7 +23,7 @@ export type CallEffect =
 /** Receives the effects of the transition being taken; called synchronously during `send`. */
 export type EffectSink = (sessionId: string, effect: CallEffect) => void;
 
-const NO_DEADLINES: Deadlines = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null };
+const NO_DEADLINES: Deadlines = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null, agentJoin: null };
 
 /** Seconds of margin the plane's ring backstop allows over LiveKit's own ring timeout. */
 const RING_BACKSTOP_MARGIN_S = 5;
@@ -185,6 +185,22 @@ export function createCallLogic(sink: EffectSink) {
           ? { deadlines: { ...context.deadlines, agentGrace: eventTime(context, event) + context.settings.agentGraceS * 1000 } }
           : {},
       ),
+
+      // Answered with no agent in the room: one must join within AGENT_JOIN_TIMEOUT_S.
+      armAgentWatchdog: assign(({ context, event }) =>
+        context.agents.length === 0 && context.settings.agentJoinTimeoutS > 0
+          ? { deadlines: { ...context.deadlines, agentJoin: eventTime(context, event) + context.settings.agentJoinTimeoutS * 1000 } }
+          : {},
+      ),
+
+      disarmAgentWatchdog: assign(({ context }) => ({ deadlines: { ...context.deadlines, agentJoin: null } })),
+
+      endAgentTimeout: assign(({ context, event }) => ({
+        endReason: 'agent_error' as const,
+        endedAt: eventTime(context, event),
+        deadlines: NO_DEADLINES,
+        error: categoryError('agent_error', `no agent joined within ${context.settings.agentJoinTimeoutS} s of the answer`),
+      })),
 
       requestHangup: assign(({ context, event }, params) => ({
         hangupCause: params.cause,

@@ -39,16 +39,20 @@ export function callReadRoutes(store: CallStore): Router {
 
   router.get('/v1/calls', async (ctx) => {
     const query = ctx.query;
-    const known = new Set(['state', 'direction', 'limit', 'cursor']);
+    const known = new Set(['state', 'direction', 'room', 'limit', 'cursor']);
     const unknown = Object.keys(query).filter((key) => !known.has(key));
     if (unknown.length > 0) throw new Problem(400, 'invalid_query', 'Invalid query', `unknown parameter ${unknown.join(', ')}`);
     const state = oneOf<CallState>(single(query.state, 'state'), CALL_STATES, 'state');
     const direction = oneOf<Direction>(single(query.direction, 'direction'), DIRECTIONS, 'direction');
+    const room = single(query.room, 'room');
+    if (room !== undefined && (room.length === 0 || room.length > 256)) {
+      throw new Problem(400, 'invalid_query', 'Invalid query', 'room must be a LiveKit room name of 1 to 256 characters');
+    }
     const limit = parseLimit(single(query.limit, 'limit'));
     const cursor = single(query.cursor, 'cursor');
     const language = pickLanguage(ctx.get('accept-language'));
     try {
-      const page = await store.list({ state, direction, limit, cursor });
+      const page = await store.list({ state, direction, room, limit, cursor });
       ctx.body = { calls: page.records.map((record) => toSession(record, language)), next_cursor: page.nextCursor };
     } catch (err) {
       if (err instanceof InvalidCursorError) throw new Problem(400, 'invalid_cursor', 'Invalid cursor', err.message);

@@ -94,6 +94,12 @@ export function openApiDocument(): Json {
           parameters: [
             { name: 'state', in: 'query', schema: schema(SessionSchema.shape.state) },
             { name: 'direction', in: 'query', schema: schema(SessionSchema.shape.direction) },
+            {
+              name: 'room',
+              in: 'query',
+              schema: { type: 'string', minLength: 1, maxLength: 256 },
+              description: "only the calls in this LiveKit room (an agent finds its call's session by its room)",
+            },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } },
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: '`next_cursor` of the previous page' },
           ],

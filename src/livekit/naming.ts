@@ -3,6 +3,7 @@
 // from LiveKit's names. Other replicas, older records and agents depend on these, so each rule is
 // written once, here.
 import { createHash } from 'node:crypto';
+import type { CallContext } from '../../machines/call.types.js';
 
 /** The SIP participant attribute that ties an outbound call's phone leg to its session. */
 export const SESSION_ATTRIBUTE = 'control_plane.session_id';
@@ -27,9 +28,18 @@ export function outboundSipIdentity(sessionId: string, attempt: number): string 
   return `sip-${sessionId}-${attempt}`;
 }
 
-/** The metadata of the agent dispatched into an outbound call's room: the session it serves. */
-export function agentDispatchMetadata(sessionId: string): string {
-  return JSON.stringify({ session_id: sessionId });
+/**
+ * The metadata of an agent dispatched into a call's room (JSON): the session it serves, who
+ * calls whom, and the `metadata` the call was placed with.
+ */
+export function agentDispatchMetadata(context: Pick<CallContext, 'sessionId' | 'direction' | 'callerNumber' | 'calleeNumber' | 'metadata'>): string {
+  return JSON.stringify({
+    session_id: context.sessionId,
+    direction: context.direction,
+    caller_number: context.callerNumber,
+    callee_number: context.calleeNumber,
+    metadata: context.metadata,
+  });
 }
 
 /**

@@ -93,7 +93,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     if (!context.calleeNumber) return fail(classifyError(new ConfigError('the call has no number to dial'), 'dial'));
     if (context.agentName && attempt === 1) {
       try {
-        await livekit.dispatchAgent(context.roomName, context.agentName, agentDispatchMetadata(record.id));
+        await livekit.dispatchAgent(context.roomName, context.agentName, agentDispatchMetadata(context));
       } catch (err) {
         return fail(classifyError(err, 'dispatch'));
       }

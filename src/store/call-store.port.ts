@@ -45,6 +45,8 @@ export interface StatusCallbackChoice {
 export interface ListQuery {
   state?: CallState;
   direction?: Direction;
+  /** the LiveKit room name (an agent knows only its room) */
+  room?: string;
   limit: number;
   /** opaque, from a previous page's `nextCursor` */
   cursor?: string;

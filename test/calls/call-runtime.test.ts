@@ -1,10 +1,12 @@
 // The call runtime: one actor per live call, commit-then-publish, timers from deadlines, and a
 // defect in one call never reaching the others or the process.
 import { describe, expect, it } from 'vitest';
-import { CallLogicError, CallRuntime, MachineVersionError } from '../../src/calls/call-runtime.js';
+import { CallLogicError, CallRuntime } from '../../src/calls/call-runtime.js';
+import { MachineVersionError } from '../../src/calls/migrations.js';
 import { createEventBus } from '../../src/obs/event-bus.js';
 import { createLogger } from '../../src/obs/logger.js';
-import type { CallStore } from '../../src/store/call-store.port.js';
+import type { CallContext } from '../../machines/call.types.js';
+import type { CallRecord, CallStore } from '../../src/store/call-store.port.js';
 import { StoreUnavailableError } from '../../src/store/errors.js';
 import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
 
@@ -27,25 +29,53 @@ describe('CallRuntime', () => {
     const { runtime, store } = harness;
     await runtime.create(inboundInput());
     const stored = await store.get('call-in-1');
-    expect(stored?.machine).toBe('call-v1');
+    expect(stored?.machine).toBe('call-v2');
 
     // The same call as a future chart would have stored it.
     await store.commit({ ...(stored as NonNullable<typeof stored>), machine: 'call-v9', version: 2 }, []);
     const other = freshRuntime(store, harness);
     const failure = await other.send('call-in-1', { type: 'api.hangup' }).catch((err: unknown) => err);
     expect(failure).toBeInstanceOf(MachineVersionError);
-    expect((failure as Error).message).toBe('call call-in-1 was stored by chart call-v9; this service runs call-v1 and has no migration from it');
+    expect((failure as Error).message).toBe('call call-in-1 was stored by chart call-v9; this service runs call-v2 and has no migration from it');
     expect(await store.get('call-in-1')).toMatchObject({ machine: 'call-v9', state: 'ringing', version: 2 });
   });
 
-  it('restores a call stored before records named their chart as call-v1', async () => {
+  /** The call as chart call-v1 stored it: no agent watchdog deadline or setting; `named`: with its chart's name. */
+  async function storeAsV1(store: CallStore, id: string, named: boolean): Promise<void> {
+    const current = (await store.get(id)) as CallRecord;
+    const strip = (context: CallContext) => {
+      const { agentJoin: _deadline, ...deadlines } = context.deadlines;
+      const { agentJoinTimeoutS: _setting, ...settings } = context.settings;
+      return { ...context, deadlines, settings } as unknown as CallContext;
+    };
+    const { machine: _machine, ...unnamed } = current;
+    const v1 = { ...unnamed, ...(named ? { machine: 'call-v1' } : {}), version: current.version + 1, context: strip(current.context) };
+    await store.commit({ ...v1, snapshot: { ...(current.snapshot as object), context: v1.context } } as unknown as CallRecord, []);
+  }
+
+  it('restores a call stored before records named their chart as call-v1, and goes on with it as call-v2', async () => {
     const harness = createCallHarness();
     const { runtime, store } = harness;
     await runtime.create(inboundInput());
-    const { machine: _machine, ...unversioned } = (await store.get('call-in-1')) as NonNullable<Awaited<ReturnType<typeof store.get>>>;
-    await store.commit({ ...unversioned, version: 2 } as never, []);
+    await storeAsV1(store, 'call-in-1', false);
     const other = freshRuntime(store, harness);
-    expect(await other.send('call-in-1', { type: 'livekit.room_finished' })).toMatchObject({ outcome: 'applied', record: { machine: 'call-v1', state: 'ended' } });
+    expect(await other.send('call-in-1', { type: 'livekit.room_finished' })).toMatchObject({ outcome: 'applied', record: { machine: 'call-v2', state: 'ended' } });
+  });
+
+  it('migrates a connected call-v1 call: it goes on without the agent watchdog it was answered without', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    await runtime.create({ ...inboundInput(), sipCallStatus: 'active' });
+    const answered = (await store.get('call-in-1')) as CallRecord;
+    expect(answered).toMatchObject({ state: 'connected', context: { deadlines: { agentJoin: expect.any(Number) } } });
+    await storeAsV1(store, 'call-in-1', true);
+    const other = freshRuntime(store, harness);
+    const result = await other.send('call-in-1', { type: 'livekit.agent_left', participant: { identity: 'agent-x', sid: null }, reason: 'CLIENT_INITIATED' });
+    expect(result).toMatchObject({ outcome: 'applied', record: { machine: 'call-v2', state: 'connected' } });
+    const migrated = (await store.get('call-in-1')) as CallRecord;
+    expect(migrated.context.deadlines.agentJoin).toBeNull();
+    expect(migrated.context.settings.agentJoinTimeoutS).toBe(0);
+    expect(migrated.context.deadlines.agentGrace).not.toBeNull();
   });
 
   it('finds a live call by room sid, room name and SIP identity, and forgets the indexes when it ends', async () => {

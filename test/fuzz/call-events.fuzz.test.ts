@@ -70,6 +70,7 @@ const TIMERS = {
   'timer.retry': 'retry',
   'timer.ending_grace': 'endingGrace',
   'timer.agent_grace': 'agentGrace',
+  'timer.agent_join': 'agentJoin',
 } as const satisfies Record<string, TimerName>;
 type TimerType = keyof typeof TIMERS;
 
@@ -370,7 +371,8 @@ function resolve(h: CallHarness, record: CallRecord, spec: EventSpec): IncomingE
     case 'timer.max_duration':
     case 'timer.retry':
     case 'timer.ending_grace':
-    case 'timer.agent_grace': {
+    case 'timer.agent_grace':
+    case 'timer.agent_join': {
       const deadline = record.context.deadlines[TIMERS[spec.type]];
       if (deadline === null) return { type: spec.type };
       // Before: stamped just short of the deadline. At / after: the clock moves there without

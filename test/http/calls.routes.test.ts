@@ -107,8 +107,26 @@ describe('GET /v1/calls', () => {
     expect(third.next_cursor).toBeNull();
   });
 
+  it('finds the session of a LiveKit room, also combined with the other filters, and every call of a reused room name', async () => {
+    const all = await json<{ calls: Session[] }>(await h.api('/v1/calls'));
+    expect(all.calls).toHaveLength(12);
+    for (const call of all.calls) {
+      const found = await json<{ calls: Session[] }>(await h.api(`/v1/calls?room=${encodeURIComponent(call.livekit_room)}`));
+      expect(found.calls.map((c) => c.id)).toEqual([call.id]);
+      const other = call.state === 'ended' ? 'ringing' : 'ended';
+      const none = await json<{ calls: Session[] }>(await h.api(`/v1/calls?room=${encodeURIComponent(call.livekit_room)}&state=${other}`));
+      expect(none.calls).toEqual([]);
+    }
+    // LiveKit reuses room names: a second call in the room of the first seeded call comes first.
+    await seedCalls(1);
+    const first = all.calls.at(-1) as Session;
+    const reused = await json<{ calls: Session[] }>(await h.api(`/v1/calls?room=${encodeURIComponent(first.livekit_room)}`));
+    expect(reused.calls).toHaveLength(2);
+    expect(reused.calls[1]?.id).toBe(first.id);
+  });
+
   it('answers 400 for an unknown state, a bad limit, an unknown parameter or a forged cursor', async () => {
-    for (const query of ['state=talking', 'direction=sideways', 'limit=0', 'limit=abc', 'limit=1000', 'color=blue', 'cursor=bm9wZQ', 'state=ended&state=failed']) {
+    for (const query of ['state=talking', 'direction=sideways', 'limit=0', 'limit=abc', 'limit=1000', 'color=blue', 'cursor=bm9wZQ', 'state=ended&state=failed', 'room=', 'room=a&room=b', `room=${'r'.repeat(257)}`]) {
       const response = await h.api(`/v1/calls?${query}`);
       expect(response.status, query).toBe(400);
       expect((await json<{ code: string }>(response)).code).toMatch(/^invalid_(query|cursor)$/);

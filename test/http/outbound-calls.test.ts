@@ -8,6 +8,7 @@ import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import type { Behaviour } from '../../dev/livekit-standin.js';
 import type { Env } from '../../src/config.js';
+import { agentParticipant } from '../../dev/webhook-events.js';
 
 const TO = '+31612345678';
 let h: ServiceHarness;
@@ -78,6 +79,18 @@ describe('POST /v1/calls', () => {
     const [dispatch] = h.standIn.requestsFor('CreateDispatch');
     const [dial] = h.standIn.requestsFor('CreateSIPParticipant');
     expect(dispatch?.body).toMatchObject({ agentName: 'receptionist', room: created.livekit_room });
+    // The agent learns its call from the dispatch: the session, the parties and the request's metadata.
+    expect(JSON.parse(String(dispatch?.body.metadata))).toEqual({
+      session_id: created.id,
+      direction: 'outbound',
+      caller_number: '+3197010206472',
+      callee_number: TO,
+      metadata: { ticket: 'T-1' },
+    });
+    // An agent that knows only its room finds its session.
+    const byRoom = (await (await h.api(`/v1/calls?room=${encodeURIComponent(created.livekit_room)}`)).json()) as { calls: Session[] };
+    expect(byRoom.calls.map((c) => c.id)).toEqual([created.id]);
+    expect(((await (await h.api('/v1/calls?room=call-nowhere')).json()) as { calls: Session[] }).calls).toEqual([]);
     expect(dial?.body).toMatchObject({
       sipTrunkId: 'ST_outbound',
       sipCallTo: TO,
@@ -251,6 +264,8 @@ describe('POST /v1/calls', () => {
   it('hangs up with max_duration when the call lasts too long', async () => {
     await start();
     const call = await placeCall({ to: TO, max_duration_s: 60 });
+    await flush();
+    h.standIn.joinParticipant(call.livekit_room, agentParticipant({ identity: 'agent-long' }));
     await flush();
     h.scheduler?.advance(59_000);
     await flush();

@@ -27,8 +27,16 @@ describe('outboundSipIdentity', () => {
 });
 
 describe('agentDispatchMetadata', () => {
-  it('tells the dispatched agent which session it serves, as JSON', () => {
-    expect(JSON.parse(agentDispatchMetadata('s1'))).toEqual({ session_id: 's1' });
+  it('tells the dispatched agent its session, the parties and the metadata the call was placed with, as JSON', () => {
+    const metadata = agentDispatchMetadata({ sessionId: 's1', direction: 'outbound', callerNumber: '+3197010206472', calleeNumber: '+31612345678', metadata: { order: 42 } });
+    expect(JSON.parse(metadata)).toEqual({
+      session_id: 's1',
+      direction: 'outbound',
+      caller_number: '+3197010206472',
+      callee_number: '+31612345678',
+      metadata: { order: 42 },
+    });
+    expect(JSON.parse(agentDispatchMetadata({ sessionId: 's2', direction: 'inbound', callerNumber: null, calleeNumber: null, metadata: null }))).toMatchObject({ metadata: null });
   });
 });
 

@@ -28,6 +28,7 @@ const TIMERS: Record<TimerName, CallEvent['type']> = {
   retry: 'timer.retry',
   endingGrace: 'timer.ending_grace',
   agentGrace: 'timer.agent_grace',
+  agentJoin: 'timer.agent_join',
 };
 
 /** Every event the outside world can send to a call in this snapshot, with plausible payloads. */

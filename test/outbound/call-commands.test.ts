@@ -111,7 +111,7 @@ async function setup(outbound: Partial<OutboundSettings> = {}) {
 
 describe('call commands', () => {
   describe('dial', () => {
-    it('dispatches the agent first, with the session id in its metadata, then places the SIP call as the chart and settings say', async () => {
+    it('dispatches the agent first, with the session, the parties and the request metadata in its metadata, then places the SIP call as the chart and settings say', async () => {
       const t = await setup();
       const record = await t.dialing({ settings: { ...outboundInput().settings, ringTimeoutS: 25, maxDurationS: 900 } });
       t.run('dial', record);
@@ -120,7 +120,13 @@ describe('call commands', () => {
       expect(t.standIn.requests.map((r) => r.method)).toEqual(['CreateDispatch', 'CreateSIPParticipant']);
       const [dispatch] = t.standIn.requestsFor('CreateDispatch');
       expect(dispatch?.body).toMatchObject({ agentName: 'receptionist', room: ROOM });
-      expect(JSON.parse(String(dispatch?.body.metadata))).toEqual({ session_id: 'call-out-1' });
+      expect(JSON.parse(String(dispatch?.body.metadata))).toEqual({
+        session_id: 'call-out-1',
+        direction: 'outbound',
+        caller_number: '+3197010206472',
+        callee_number: '+31687654321',
+        metadata: { ticket: 'T-1' },
+      });
       const [dial] = t.standIn.requestsFor('CreateSIPParticipant');
       expect(dial?.body).toMatchObject({
         sipTrunkId: 'ST_outbound',

@@ -13,6 +13,7 @@ export const TEST_SETTINGS: CallSettings = {
   maxDurationS: 600,
   endingGraceS: 10,
   agentGraceS: 5,
+  agentJoinTimeoutS: 20,
   maxDialAttempts: 2,
 };
 

@@ -56,6 +56,10 @@ export async function startServiceHarness(
     redisUrl?: string;
     /** the stand-in's webhook retry back-off; short by default, LiveKit's own is 1, 2, 4, 8 s */
     webhookRetryDelaysMs?: number[];
+    /** the Redis key prefix (default: one of this harness's own); two harnesses with the same one share every call */
+    redisKeyPrefix?: string;
+    /** the test's clock, when two harnesses share one */
+    clock?: ManualClock;
     /** how often the status-callback sender looks for due deliveries (default 20 ms here) */
     statusCallbackPollMs?: number;
   } = {},
@@ -87,11 +91,11 @@ export async function startServiceHarness(
       done();
     },
   });
-  const clock = options.realTime ? null : new ManualClock(Date.now());
+  const clock = options.realTime ? null : (options.clock ?? new ManualClock(Date.now()));
   const scheduler = clock ? new ManualScheduler(clock) : null;
   const logger = createLogger({ level: config.logLevel, destination });
   const backend = redisMode
-    ? createRedisBackend(config, logger, { keyPrefix: `t${randomUUID().slice(0, 8)}:` })
+    ? createRedisBackend(config, logger, { keyPrefix: options.redisKeyPrefix ?? `t${randomUUID().slice(0, 8)}:` })
     : createMemoryBackend(config, clock ?? systemClock, { store: options.store, dialLeases: options.dialLeases });
   const service = createService({
     config,

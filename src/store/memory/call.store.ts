@@ -156,6 +156,7 @@ export class MemoryCallStore implements CallStore {
       const { record } = entry;
       if (query.state && record.state !== query.state) continue;
       if (query.direction && record.context.direction !== query.direction) continue;
+      if (query.room !== undefined && record.context.roomName !== query.room) continue;
       if (records.length === query.limit) {
         more = true;
         break;

@@ -20,6 +20,8 @@
 //     calls:all                ZSET id -> ordinal (listing, newest first)
 //     calls:state:<state>      ZSET id -> ordinal, the call's current state
 //     calls:direction:<dir>    ZSET id -> ordinal
+//     calls:room:<room name>   ZSET id -> ordinal of the calls in that LiveKit room; expires with
+//                              the room's last ended call
 //     calls:live               ZSET id -> ordinal of calls not final (liveCallIds, oldest first)
 //     calls:expiry             ZSET id -> when a final call's record expires: the index entries of
 //                              expired calls are removed from there (and lazily by readers)
@@ -226,6 +228,9 @@ export class RedisCallStore implements CallStore {
   private directionKey(direction: Direction): string {
     return this.key(`calls:direction:${direction}`);
   }
+  private roomKey(roomName: string): string {
+    return this.key(`calls:room:${roomName}`);
+  }
   private lookupKeys(record: CallRecord): string[] {
     const { roomSid, roomName, sipIdentity } = record.context;
     const keys = [this.key(`room:name:${roomName}`)];
@@ -351,6 +356,7 @@ export class RedisCallStore implements CallStore {
           }
           if (query.state && record.state !== query.state) continue;
           if (query.direction && record.context.direction !== query.direction) continue;
+          if (query.room !== undefined && record.context.roomName !== query.room) continue;
           if (records.length === query.limit) {
             more = true;
             break;
@@ -507,6 +513,8 @@ export class RedisCallStore implements CallStore {
   }
 
   private async narrowestIndex(query: ListQuery): Promise<string> {
+    // A room holds one call, or a few over time: its own index is always the narrowest.
+    if (query.room !== undefined) return this.roomKey(query.room);
     if (query.state && query.direction) {
       const [byState, byDirection] = await Promise.all([
         this.redis.zcard(this.stateKey(query.state)),
@@ -529,6 +537,7 @@ export class RedisCallStore implements CallStore {
         this.redis.zadd(this.key('calls:all'), ordinal, id),
         this.redis.zadd(this.directionKey(record.context.direction), ordinal, id),
         this.redis.zadd(this.stateKey(record.state), ordinal, id),
+        this.redis.zadd(this.roomKey(record.context.roomName), ordinal, id),
       );
       if (final) ops.push(this.redis.zrem(this.key('calls:live'), id));
       else ops.push(this.redis.zadd(this.key('calls:live'), ordinal, id));
@@ -546,7 +555,11 @@ export class RedisCallStore implements CallStore {
     const due = final ? null : nextDeadline(record);
     if (due === null) ops.push(this.redis.zrem(this.key('timers'), id));
     else ops.push(this.redis.zadd(this.key('timers'), due, id));
-    if (final) ops.push(this.redis.zadd(this.key('calls:expiry'), 'NX', this.now() + this.options.retentionMs, id));
+    if (final) {
+      ops.push(this.redis.zadd(this.key('calls:expiry'), 'NX', this.now() + this.options.retentionMs, id));
+      // Room indexes hold ended calls only as long as their records live (readers drop expired entries too).
+      ops.push(this.redis.pexpire(this.roomKey(record.context.roomName), this.options.retentionMs));
+    }
     await Promise.all(ops);
   }
 
