@@ -92,6 +92,8 @@ export function createService(deps: ServiceDeps): Service {
   const livekit = instrumentLiveKit(deps.livekit, metrics);
   const stream = new EventStream(null, { bufferSize: config.events.bufferSize });
   void backend.eventLog.follow(stream, config.events.bufferSize);
+  // The live-calls gauge counts the deployment's calls: it follows the shared stream, not this process's bus.
+  stream.subscribe((event) => metrics.trackLive(event.envelope));
   const scheduler = deps.scheduler ?? createTimerScheduler(clock);
   const newId = deps.newId ?? randomUUID;
   const sender = createStatusCallbackSender({

@@ -345,7 +345,12 @@ export class CallRuntime implements CallEvents {
     // In the call's queue, so it is ordered with the call's other events and idle() waits for it.
     return this.lanes.run(sessionId, async () => {
       const record = await this.options.store.get(sessionId);
-      if (!record || isFinalState(record.state)) return;
+      if (!record || isFinalState(record.state)) {
+        // Another replica ended the call (or it expired): this process's actor has nothing left to do.
+        const cached = this.live.get(sessionId);
+        if (cached) this.evict(sessionId, cached);
+        return;
+      }
       const now = this.options.clock.now();
       const due = (Object.entries(record.context.deadlines) as [TimerName, number | null][])
         .filter((entry): entry is [TimerName, number] => entry[1] !== null && entry[1] <= now)

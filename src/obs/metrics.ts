@@ -19,6 +19,8 @@ export const WEBHOOK_OUTCOMES = Object.freeze([
 ] as const);
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
 
+/** longer than any call may last (MAX_CALL_DURATION_S is at most a day) plus its ending */
+const SILENT_CALL_LIMIT_MS = 25 * 60 * 60 * 1000;
 const FINAL_STATE_SET: ReadonlySet<string> = new Set<string>(FINAL_STATES);
 const LIVE_STATE_SET: ReadonlySet<string> = new Set<string>(LIVE_STATES);
 
@@ -32,8 +34,13 @@ const MAX_LABEL_LENGTH = 64;
 export interface Metrics {
   /** Its own prom-client Registry, never the global default. */
   readonly registry: Registry;
-  /** Feed every OBS-00 envelope (subscribe this to the event bus). Never throws. */
+  /** Feed every OBS-00 envelope this process commits (subscribe this to the event bus): the counters. Never throws. */
   observe(envelope: ObsEnvelope): void;
+  /**
+   * Feed every OBS-00 envelope of the deployment (the shared event stream): the live-calls gauge,
+   * which counts every replica's calls, so a call another replica ends leaves it too. Never throws.
+   */
+  trackLive(envelope: ObsEnvelope): void;
   webhook(outcome: WebhookOutcome): void;
   /** Control API requests: method, route template (e.g. '/v1/calls/:id'), status, duration. */
   httpRequest(method: string, route: string, status: number, seconds: number): void;
@@ -90,8 +97,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const registers = [registry];
   if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry, prefix });
 
-  /** session_id → last public state, live sessions only. */
-  const live = new Map<string, LiveState>();
+  /**
+   * session_id → last public state and when it was seen, live sessions only. A call whose final
+   * event never reached this process (trimmed from a shared log it read too late) is dropped once
+   * it has been silent longer than any call may last.
+   */
+  const live = new Map<string, { state: LiveState; seenAt: number }>();
 
   let runtimeStats: () => { liveActors: number; armedTimers: number } = () => ({ liveActors: 0, armedTimers: 0 });
   new Gauge({
@@ -118,7 +129,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     registers,
     collect() {
       const counts = new Map<LiveState, number>(LIVE_STATES.map((state) => [state, 0]));
-      for (const state of live.values()) counts.set(state, (counts.get(state) ?? 0) + 1);
+      const forgetBefore = Date.now() - SILENT_CALL_LIMIT_MS;
+      for (const [sessionId, { state, seenAt }] of live) {
+        if (seenAt < forgetBefore) live.delete(sessionId);
+        else counts.set(state, (counts.get(state) ?? 0) + 1);
+      }
       for (const [state, count] of counts) this.set({ state }, count);
     },
   });
@@ -202,14 +217,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   for (const outcome of WEBHOOK_OUTCOMES) webhooks.inc({ outcome }, 0);
   for (const outcome of DELIVERY_OUTCOMES) callbacks.inc({ outcome }, 0);
 
-  function observeUnsafe(envelope: ObsEnvelope): void {
+  function trackLiveUnsafe(envelope: ObsEnvelope): void {
     const state: unknown = envelope.state;
     const sessionId: unknown = envelope.session_id;
     if (typeof sessionId === 'string' && typeof state === 'string') {
       if (FINAL_STATE_SET.has(state)) live.delete(sessionId);
-      else if (LIVE_STATE_SET.has(state)) live.set(sessionId, state as LiveState);
+      else if (LIVE_STATE_SET.has(state)) live.set(sessionId, { state: state as LiveState, seenAt: Date.now() });
     }
+  }
 
+  function observeUnsafe(envelope: ObsEnvelope): void {
     switch (envelope.event) {
       case 'call.created':
         callsCreated.inc({ direction: label(envelope.direction) });
@@ -236,6 +253,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       // Metrics never disturb a call: a malformed envelope is skipped.
       try {
         observeUnsafe(envelope);
+      } catch {
+        // nothing to do
+      }
+    },
+    trackLive(envelope) {
+      try {
+        trackLiveUnsafe(envelope);
       } catch {
         // nothing to do
       }

@@ -137,6 +137,12 @@ function fakePort(overrides: Partial<LiveKitPort> = {}): LiveKitPort {
 
 const LIVEKIT_COUNT = 'control_plane_livekit_request_duration_seconds_count';
 
+/** One process alone: each envelope it commits is also the whole deployment's stream. */
+function feed(metrics: Metrics, envelope: ObsEnvelope): void {
+  metrics.observe(envelope);
+  metrics.trackLive(envelope);
+}
+
 // ---- Tests ------------------------------------------------------------------------------------
 
 describe('createMetrics', () => {
@@ -153,16 +159,16 @@ describe('createMetrics', () => {
     const metrics = createMetrics({ collectDefault: false });
     const envelopes = inboundCall();
 
-    for (const envelope of envelopes.slice(0, 2)) metrics.observe(envelope);
+    for (const envelope of envelopes.slice(0, 2)) feed(metrics, envelope);
     let samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls', { state: 'ringing' })).toBe(1);
 
-    for (const envelope of envelopes.slice(2, 4)) metrics.observe(envelope);
+    for (const envelope of envelopes.slice(2, 4)) feed(metrics, envelope);
     samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls', { state: 'ringing' })).toBe(0);
     expect(sample(samples, 'control_plane_calls', { state: 'connected' })).toBe(1);
 
-    metrics.observe(envelopes[4]!);
+    feed(metrics, envelopes[4]!);
     samples = await scrape(metrics);
     for (const state of LIVE_STATES) expect(sample(samples, 'control_plane_calls', { state })).toBe(0);
     expect(sample(samples, 'control_plane_calls_created_total', { direction: 'inbound' })).toBe(1);
@@ -175,14 +181,14 @@ describe('createMetrics', () => {
     const metrics = createMetrics({ collectDefault: false });
     const envelopes = outboundCall();
 
-    metrics.observe(envelopes[0]!);
+    feed(metrics, envelopes[0]!);
     expect(sample(await scrape(metrics), 'control_plane_calls', { state: 'queued' })).toBe(1);
-    for (const envelope of envelopes.slice(1, 4)) metrics.observe(envelope);
+    for (const envelope of envelopes.slice(1, 4)) feed(metrics, envelope);
     let samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls', { state: 'queued' })).toBe(0);
     expect(sample(samples, 'control_plane_calls', { state: 'dialing' })).toBe(1);
 
-    for (const envelope of envelopes.slice(4)) metrics.observe(envelope);
+    for (const envelope of envelopes.slice(4)) feed(metrics, envelope);
     samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls', { state: 'dialing' })).toBe(0);
     expect(sample(samples, 'control_plane_calls', { state: 'connected' })).toBe(1);
@@ -198,8 +204,8 @@ describe('createMetrics', () => {
     const outbound = outboundCall();
     // Interleaved, as the bus delivers them from concurrent calls.
     for (let i = 0; i < Math.max(inbound.length, outbound.length); i += 1) {
-      if (outbound[i]) metrics.observe(outbound[i]!);
-      if (inbound[i]) metrics.observe(inbound[i]!);
+      if (outbound[i]) feed(metrics, outbound[i]!);
+      if (inbound[i]) feed(metrics, inbound[i]!);
     }
     const text = await metrics.registry.metrics();
     const lines = text.split('\n');
@@ -221,13 +227,13 @@ describe('createMetrics', () => {
   it('counts a failed call by its end reason and caps an overlong reason at 64 characters', async () => {
     const metrics = createMetrics({ collectDefault: false });
     const e = session('cs_failed_0003', 'outbound');
-    metrics.observe(e('call.created', 'queued'));
-    metrics.observe(e('call.dialing', 'dialing', { attempt: 1 }));
-    metrics.observe(e('call.error', 'failed', { category: 'trunk_auth_error', retryable: false, attempt: 1, sip_status_code: 403 }));
-    metrics.observe(e('call.failed', 'failed', { end_reason: 'trunk_auth_error', category: 'trunk_auth_error' }));
+    feed(metrics, e('call.created', 'queued'));
+    feed(metrics, e('call.dialing', 'dialing', { attempt: 1 }));
+    feed(metrics, e('call.error', 'failed', { category: 'trunk_auth_error', retryable: false, attempt: 1, sip_status_code: 403 }));
+    feed(metrics, e('call.failed', 'failed', { end_reason: 'trunk_auth_error', category: 'trunk_auth_error' }));
     const long = session('cs_failed_0004', 'inbound');
-    metrics.observe(long('call.created', 'ringing'));
-    metrics.observe(long('call.failed', 'failed', { end_reason: 'x'.repeat(100) }));
+    feed(metrics, long('call.created', 'ringing'));
+    feed(metrics, long('call.failed', 'failed', { end_reason: 'x'.repeat(100) }));
 
     const samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls_ended_total', { state: 'failed', end_reason: 'trunk_auth_error' })).toBe(1);
@@ -239,7 +245,7 @@ describe('createMetrics', () => {
   it('skips a malformed envelope without throwing', async () => {
     const metrics = createMetrics({ collectDefault: false });
     const broken = { ...inboundCall()[4]!, data: null } as unknown as ObsEnvelope;
-    expect(() => metrics.observe(broken)).not.toThrow();
+    expect(() => feed(metrics, broken)).not.toThrow();
     const samples = await scrape(metrics);
     expect(sample(samples, 'control_plane_calls_ended_total', { state: 'ended', end_reason: 'unknown' })).toBe(1);
   });
@@ -274,7 +280,7 @@ describe('createMetrics', () => {
     const second = createMetrics();
     expect(first.registry).not.toBe(second.registry);
     expect(first.registry).not.toBe(globalRegistry);
-    first.observe(inboundCall()[0]!);
+    feed(first, inboundCall()[0]!);
     first.webhook('duplicate');
 
     const a = await scrape(first);
