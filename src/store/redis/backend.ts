@@ -11,8 +11,12 @@ import { RedisDialQueue } from './dial-queue.js';
 import { RedisEventLog } from './event-log.js';
 import { RedisOutbox } from './outbox.js';
 
-/** How long a webhook id is remembered in Redis: LiveKit gives up on an event after about 30 s. */
-const WEBHOOK_DEDUP_TTL_MS = 60 * 60 * 1000;
+/**
+ * How long a webhook id is remembered in Redis. LiveKit gives up on an event after about 30 s, and
+ * a resent webhook is accepted only while its signature token is valid (5 minutes, plus the
+ * verifier's 10 s clock tolerance): after that the same bytes are refused as unsigned anyway.
+ */
+const WEBHOOK_DEDUP_TTL_MS = 6 * 60 * 1000;
 /** how often each replica looks for due timers and free dial slots */
 const TIMER_POLL_MS = 250;
 const ADMISSION_POLL_MS = 250;
