@@ -93,6 +93,43 @@ export interface SimDispatch {
   createdAt: number;
 }
 
+/** One SIP REFER the simulated server sent, for an inbound or an outbound call leg. */
+export interface SimTransfer {
+  /** `sip.callID` of the transferred participant */
+  callId: string;
+  room: string;
+  participantIdentity: string;
+  transferTo: string;
+  /** headers added to the REFER */
+  headers: Record<string, string>;
+  /** seconds the target may ring; null: the server's default */
+  ringingTimeoutS: number | null;
+  /** whether the caller heard a dial tone while the target rang */
+  playDialtone: boolean;
+}
+
+/** One outbound SIP call leg the simulated server placed, as its far end saw it. */
+export interface SimSipCall {
+  /** `sip.callID` of the leg's participant */
+  callId: string;
+  room: string;
+  participantIdentity: string;
+  to: string;
+  /** the from-number (`sip_number`) */
+  from: string;
+  /** the X-headers of the INVITE */
+  headers: Record<string, string>;
+  /**
+   * The display name of the From header: without `display_name` LiveKit sends the from-number;
+   * with an empty one, none (null), so the carrier looks the name up.
+   */
+  fromDisplayName: string | null;
+  /** the digits played once the call was answered (`w`: a 0.5 s pause); '' when none */
+  dtmf: string;
+  /** whether a dial tone played into the room while it rang */
+  playDialtone: boolean;
+}
+
 export interface SimRoom {
   sid: string;
   name: string;
@@ -123,6 +160,10 @@ export interface LiveKitStandIn {
   /** the simulated default behaviour for a request (mutates the world and sends webhooks); for handlers that wrap it */
   simulate(req: RecordedRequest): Promise<Behaviour>;
   readonly rooms: Map<string, SimRoom>;
+  /** every outbound call leg the simulated CreateSIPParticipant placed, in order */
+  readonly sipCalls: SimSipCall[];
+  /** every REFER the simulated TransferSIPParticipant sent, in order */
+  readonly transfers: SimTransfer[];
   /** present when webhookUrl was given */
   readonly webhooks: WebhookSender | undefined;
 
@@ -240,6 +281,33 @@ function num(body: Body, snake: string): number {
   return Number.isFinite(value) ? value : 0;
 }
 
+function bool(body: Body, snake: string): boolean {
+  return field(body, snake) === true;
+}
+
+/** A protobuf Duration in JSON (`"30s"`, `"1.5s"`) in seconds; null when absent or malformed. */
+function seconds(body: Body, snake: string): number | null {
+  const value = field(body, snake);
+  const match = typeof value === 'string' ? /^(\d+(?:\.\d+)?)s$/.exec(value) : null;
+  return match ? Number(match[1]) : null;
+}
+
+// livekit/protocol validates the SIP headers of CreateSIPParticipant and TransferSIPParticipant
+// before dialing: a header name is a SIP token, a value holds no line breaks or other control
+// characters; a display name is at most 128 characters.
+const SIP_TOKEN = /^[A-Za-z0-9.!%*_+`'~-]+$/;
+/** a control character other than tab */
+const hasControl = (value: string): boolean => [...value].some((c) => (c < ' ' && c !== '\t') || c === '\x7f');
+const MAX_DISPLAY_NAME = 128;
+
+function headerProblem(headers: Record<string, string>): Behaviour | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    if (!SIP_TOKEN.test(name)) return twirpError('invalid_argument', `invalid header name: ${JSON.stringify(name)}`);
+    if (hasControl(value)) return twirpError('invalid_argument', `invalid header value for ${name}`);
+  }
+  return undefined;
+}
+
 function stringMap(body: Body, snake: string): Record<string, string> {
   const value = field(body, snake);
   if (!value || typeof value !== 'object') return {};
@@ -257,6 +325,8 @@ const ok = (body: Record<string, unknown>): Behaviour => ({ ok: body });
 
 interface World {
   rooms: Map<string, SimRoom>;
+  sipCalls: SimSipCall[];
+  transfers: SimTransfer[];
   createRoom(name: string, settings?: Partial<SimRoom>): SimRoom;
   join(room: SimRoom, participant: ParticipantJson, joinedView?: ParticipantJson): ParticipantJson;
   leave(room: SimRoom, identity: string, reason?: string): ParticipantJson | undefined;
@@ -358,7 +428,7 @@ function createWorld(emit: (event: WebhookEventJson) => void): World {
     return true;
   }
 
-  return { rooms, createRoom, join, leave, finish };
+  return { rooms, sipCalls: [], transfers: [], createRoom, join, leave, finish };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,6 +449,13 @@ function createSipParticipant(body: Body, world: World): Behaviour {
   if (!trunkId && !field(body, 'trunk')) return twirpError('invalid_argument', 'missing sip trunk id');
   if (!callTo) return twirpError('invalid_argument', 'missing sip call to');
   if (!roomName) return twirpError('invalid_argument', 'missing room name');
+  const headers = stringMap(body, 'headers');
+  const displayName = field(body, 'display_name');
+  const invalid = headerProblem(headers);
+  if (invalid) return invalid;
+  if (typeof displayName === 'string' && displayName.length > MAX_DISPLAY_NAME) {
+    return twirpError('invalid_argument', `DisplayName too long (max ${MAX_DISPLAY_NAME} characters)`);
+  }
   const room = world.createRoom(roomName);
   const dialing = sipParticipant({
     phoneNumber: callTo,
@@ -398,6 +475,18 @@ function createSipParticipant(body: Body, world: World): Behaviour {
     attributes: { ...dialing.attributes, 'sip.callStatus': 'active' },
   };
   const stored = world.join(room, answered, dialing);
+  const from = str(body, 'sip_number');
+  world.sipCalls.push({
+    callId: stored.attributes?.['sip.callID'] ?? '',
+    room: roomName,
+    participantIdentity: stored.identity,
+    to: callTo,
+    from,
+    headers,
+    fromDisplayName: typeof displayName === 'string' ? displayName || null : from,
+    dtmf: str(body, 'dtmf'),
+    playDialtone: bool(body, 'play_dialtone') || bool(body, 'play_ringtone'),
+  });
   return ok(
     new SIPParticipantInfo({
       participantId: stored.sid,
@@ -413,11 +502,22 @@ function transferSipParticipant(body: Body, world: World): Behaviour {
   const identity = str(body, 'participant_identity');
   if (!roomName) return twirpError('invalid_argument', 'Missing room name');
   if (!identity) return twirpError('invalid_argument', 'Missing participant identity');
+  const headers = stringMap(body, 'headers');
+  const invalid = headerProblem(headers);
+  if (invalid) return invalid;
   const participant = world.rooms.get(roomName)?.participants.get(identity);
   if (!participant) return participantNotFound();
-  if (!participant.attributes?.['sip.callID']) {
-    return twirpError('invalid_argument', 'no SIP session associated with participant');
-  }
+  const callId = participant.attributes?.['sip.callID'];
+  if (!callId) return twirpError('invalid_argument', 'no SIP session associated with participant');
+  world.transfers.push({
+    callId,
+    room: roomName,
+    participantIdentity: identity,
+    transferTo: str(body, 'transfer_to'),
+    headers,
+    ringingTimeoutS: seconds(body, 'ringing_timeout'),
+    playDialtone: bool(body, 'play_dialtone'),
+  });
   // The participant stays: the caller decides (leaveParticipant) when the transferred leg goes.
   return ok({});
 }
@@ -737,6 +837,8 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
     },
     simulate,
     rooms: world.rooms,
+    sipCalls: world.sipCalls,
+    transfers: world.transfers,
     webhooks,
     createRoom: (roomName) => world.createRoom(roomName),
     joinParticipant(roomName, participant) {

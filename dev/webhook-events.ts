@@ -111,9 +111,17 @@ export interface SipParticipantOptions {
   trunkId?: string;
   /** only inbound calls are matched by a dispatch rule, so only they carry `sip.ruleID` */
   ruleId?: string;
-  /** extra or overriding attributes (`sip.h.*`, carrier ids, ...) */
+  /**
+   * SIP headers of the caller's INVITE that the trunk maps to attributes (`include_headers`):
+   * LiveKit reports each as `sip.h.<lower-case name>`.
+   */
+  headers?: Record<string, string>;
+  /** extra or overriding attributes (carrier ids, ...) */
   attributes?: Record<string, string>;
 }
+
+/** The attribute prefix of a SIP participant's mapped headers (livekit/protocol's AttrSIPHeaderPrefix). */
+const SIP_HEADER_ATTRIBUTE_PREFIX = 'sip.h.';
 
 export function sipParticipant(opts: SipParticipantOptions): ParticipantJson {
   const attributes: Record<string, string> = {
@@ -124,6 +132,7 @@ export function sipParticipant(opts: SipParticipantOptions): ParticipantJson {
   };
   if (opts.trunkPhoneNumber) attributes['sip.trunkPhoneNumber'] = opts.trunkPhoneNumber;
   if (opts.ruleId) attributes['sip.ruleID'] = opts.ruleId;
+  for (const [name, value] of Object.entries(opts.headers ?? {})) attributes[`${SIP_HEADER_ATTRIBUTE_PREFIX}${name.toLowerCase()}`] = value;
   return {
     sid: opts.sid ?? newId('PA_'),
     identity: opts.identity ?? `sip_${opts.phoneNumber}`,

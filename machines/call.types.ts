@@ -150,6 +150,8 @@ export interface CallContext {
   /** set when the plane asked LiveKit to end the call */
   hangupCause: HangupCause | null;
   transferTarget: string | null;
+  /** the REFER options of the transfer in `transferTarget`; absent in calls stored before transfers had options: none */
+  transferOptions?: TransferOptions | null;
   /** when the current dial attempt started (outbound) */
   dialStartedAt: number | null;
   /** the phone party left while a transfer was in flight; the transfer result decides */
@@ -191,7 +193,17 @@ export type ApiHangupEvent = At & { type: 'api.hangup' };
  * cannot deliver within about 30 s, so the plane checks live calls against LiveKit (docs/call-lifecycle.md).
  */
 export type ReconcileGoneEvent = At & { type: 'reconcile.gone'; what: 'room' | 'participant' };
-export type ApiTransferEvent = At & { type: 'api.transfer'; to: string };
+/** Options of a SIP REFER (`POST /v1/calls/{id}/transfer`); null: LiveKit's default. */
+export interface TransferOptions {
+  /** headers added to the REFER */
+  sipHeaders: Record<string, string> | null;
+  /** how long the transfer target may ring */
+  ringTimeoutS: number | null;
+  /** play a dial tone to the caller while the target rings */
+  playDialtone: boolean | null;
+}
+
+export type ApiTransferEvent = At & { type: 'api.transfer'; to: string; options?: TransferOptions };
 
 export type TimerEvent = At & {
   type:

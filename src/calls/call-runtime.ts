@@ -12,7 +12,7 @@ import { callLogger, logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publicState } from '../http/session.js';
-import { nextDeadline, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
+import { nextDeadline, type CallOptions, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
 import type { Delivery } from '../store/outbox.port.js';
 import { VersionConflictError } from '../store/errors.js';
 import { upgrade } from './migrations.js';
@@ -123,9 +123,9 @@ export class CallRuntime implements CallEvents {
    */
   async create(
     input: Omit<CallInput, 'at'> & { at?: number },
-    extra: { webhookId?: string; statusCallback?: StatusCallbackChoice } = {},
+    extra: { webhookId?: string; statusCallback?: StatusCallbackChoice; callOptions?: CallOptions } = {},
   ): Promise<CallRecord> {
-    const { webhookId, statusCallback } = extra;
+    const { webhookId, statusCallback, callOptions } = extra;
     return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
       const full: CallInput = { ...input, at: input.at ?? this.options.clock.now() };
       const live = this.spawn({ input: full });
@@ -140,6 +140,7 @@ export class CallRuntime implements CallEvents {
         version: 0,
         webhookIds: [],
         ...(statusCallback ? { statusCallback } : {}),
+        ...(callOptions ? { callOptions } : {}),
       };
       return (await this.commit(live, blank, effects, webhookId)).record;
     }));
@@ -290,6 +291,7 @@ export class CallRuntime implements CallEvents {
       version: previous.version + 1,
       webhookIds: webhookId ? [...previous.webhookIds, webhookId].slice(-REMEMBERED_WEBHOOKS) : previous.webhookIds,
       ...(previous.statusCallback ? { statusCallback: previous.statusCallback } : {}),
+      ...(previous.callOptions ? { callOptions: previous.callOptions } : {}),
     };
     const deliveries = this.options.statusCallbacks?.plan(record, envelopes) ?? [];
     try {

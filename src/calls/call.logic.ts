@@ -208,7 +208,7 @@ export function createCallLogic(sink: EffectSink) {
       })),
 
       requestTransfer: assign(({ context, event }) =>
-        event.type === 'api.transfer' ? { transferTarget: event.to, phoneLeftReason: null } : { transferTarget: context.transferTarget },
+        event.type === 'api.transfer' ? { transferTarget: event.to, transferOptions: event.options ?? null, phoneLeftReason: null } : { transferTarget: context.transferTarget },
       ),
 
       recordTransferFailure: assign(({ event }) => (event.type === 'transfer.failed' ? { error: event.error } : {})),

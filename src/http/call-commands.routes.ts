@@ -39,6 +39,11 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('base64url');
 
 
+/** Headers in name order: the same headers in another order are the same request. */
+function sortedHeaders(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 function respond(ctx: Context, response: StoredResponse): void {
   ctx.status = response.status;
   for (const [name, value] of Object.entries(response.headers)) ctx.set(name, value);
@@ -77,6 +82,11 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
       ringTimeoutS: body.ring_timeout_s ?? null,
       maxDurationS: body.max_duration_s ?? null,
       statusCallback,
+      // Only when given, so the fingerprint of a request without them is what it always was. The
+      // dtmf is in the fingerprint (a hash) and on the call's record, nowhere else.
+      ...(body.sip_headers !== undefined ? { sipHeaders: sortedHeaders(body.sip_headers) } : {}),
+      ...(body.display_name !== undefined ? { displayName: body.display_name } : {}),
+      ...(body.dtmf !== undefined ? { dtmf: body.dtmf } : {}),
     };
 
     const rawKey = ctx.get('idempotency-key');
@@ -158,7 +168,17 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
     if (!to) {
       throw new Problem(422, 'invalid_transfer_target', 'Invalid transfer target', '`to` must be an international number or a sip: URI');
     }
-    await command(ctx, { type: 'api.transfer', to }, new Problem(409, 'call_not_connected', 'Call not connected', 'only a connected call can be transferred'));
+    const options =
+      body.sip_headers === undefined && body.ring_timeout_s === undefined && body.play_dialtone === undefined
+        ? {}
+        : {
+            options: {
+              sipHeaders: body.sip_headers === undefined ? null : sortedHeaders(body.sip_headers),
+              ringTimeoutS: body.ring_timeout_s ?? null,
+              playDialtone: body.play_dialtone ?? null,
+            },
+          };
+    await command(ctx, { type: 'api.transfer', to, ...options }, new Problem(409, 'call_not_connected', 'Call not connected', 'only a connected call can be transferred'));
   });
 
   return router;

@@ -6,6 +6,20 @@ import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
 import { DELIVERY_STATUSES } from '../store/outbox.port.js';
 
 const MAX_METADATA_BYTES = 4096;
+const MAX_SIP_HEADERS = 16;
+
+/** X-headers for LiveKit to add to a SIP request: names `X-…`, values printable ASCII. */
+const SipHeadersBody = z
+  .record(
+    z.string().regex(/^X-[A-Za-z0-9-]{1,64}$/, 'a header name is X- and 1 to 64 letters, digits or dashes'),
+    z.string().max(256).regex(/^[\x20-\x7e]*$/, 'a header value is printable ASCII'),
+  )
+  .refine((headers) => Object.keys(headers).length <= MAX_SIP_HEADERS, `at most ${MAX_SIP_HEADERS} headers`)
+  .refine(
+    (headers) => new Set(Object.keys(headers).map((name) => name.toLowerCase())).size === Object.keys(headers).length,
+    'header names are case-insensitive: each may be given once',
+  )
+  .meta({ maxProperties: MAX_SIP_HEADERS });
 
 export const CreateCallBody = z
   .strictObject({
@@ -34,12 +48,26 @@ export const CreateCallBody = z
       .max(OBS_EVENT_NAMES.length)
       .optional()
       .describe('the events sent to it instead of STATUS_CALLBACK_EVENTS ([]: none)'),
+    sip_headers: SipHeadersBody.optional().describe("X-headers added to the INVITE (LiveKit's headers), at most 16"),
+    dtmf: z
+      .string()
+      .regex(/^[0-9*#w]{1,32}$/, 'dtmf is 1 to 32 of 0-9, *, # and w (a 0.5 s pause)')
+      .optional()
+      .describe('digits sent once the call is answered, `w` a 0.5 s pause (LiveKit\'s dtmf); never shown or logged'),
+    display_name: z
+      .string()
+      .max(64)
+      .optional()
+      .describe("the caller name in the From header (LiveKit's displayName); '' sends none"),
   })
   .describe('Place an outbound call');
 
 export const TransferBody = z
   .strictObject({
     to: z.string().min(1).max(256).describe('an E.164 number (+31201234567, tel:+31201234567) or a sip:/sips: URI'),
+    sip_headers: SipHeadersBody.optional().describe('X-headers added to the REFER, at most 16'),
+    ring_timeout_s: z.int().min(5).max(600).optional().describe("how long the target may ring (LiveKit's ringingTimeout; 30 unless given)"),
+    play_dialtone: z.boolean().optional().describe('play a dial tone to the caller while the target rings (default false)'),
   })
   .describe('Transfer a connected call (SIP REFER)');
 
@@ -75,6 +103,11 @@ export const SessionSchema = z
       })
       .nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
+    sip_headers: z
+      .record(z.string(), z.string())
+      .nullable()
+      .describe("outbound: the headers sent with the INVITE; inbound: the caller's SIP headers LiveKit reports (`sip.h.*`), by lower-case name"),
+    display_name: z.string().nullable().describe('outbound: the display name sent; inbound: null'),
   })
   .describe('A call session');
 

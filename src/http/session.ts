@@ -39,6 +39,8 @@ export interface Session {
   duration_s: number | null;
   error: SessionError | null;
   metadata: Record<string, unknown> | null;
+  sip_headers: Record<string, string> | null;
+  display_name: string | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -72,5 +74,8 @@ export function toSession(record: CallRecord, language: Language = 'en'): Sessio
         }
       : null,
     metadata: context.metadata,
+    // Never the dtmf of the options: it may carry a PIN.
+    sip_headers: record.callOptions?.sipHeaders ?? null,
+    display_name: record.callOptions?.displayName ?? null,
   };
 }

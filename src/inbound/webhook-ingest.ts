@@ -2,7 +2,7 @@
 // inbound call. Events of a room are handled one at a time, so a room's first SIP participant
 // creates exactly one session; an event id is applied at most once.
 import type { CallSettings } from '../../machines/call.types.js';
-import { inboundSessionId, SESSION_ATTRIBUTE, SIP_ATTRIBUTES } from '../livekit/naming.js';
+import { inboundSessionId, SESSION_ATTRIBUTE, SIP_ATTRIBUTES, sipHeadersOf } from '../livekit/naming.js';
 import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-event.js';
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
 import { KeyedQueue } from '../calls/keyed-queue.js';
@@ -59,8 +59,11 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       metadata: null,
       settings,
     };
+    // The caller's SIP headers, as LiveKit reports them when the call starts; it has no display name for inbound callers.
+    const sipHeaders = sipHeadersOf(attributes);
+    const callOptions = sipHeaders ? { sipHeaders, displayName: null, dtmf: null } : undefined;
     try {
-      await runtime.create(input, { webhookId: webhookId || undefined });
+      await runtime.create(input, { webhookId: webhookId || undefined, callOptions });
     } catch (err) {
       if (err instanceof VersionConflictError) return { outcome: 'duplicate', sessionId };
       throw err;

@@ -53,8 +53,8 @@ export function instrumentLiveKit(
     dispatchAgent: (roomName, agentName, metadata) =>
       timed('dispatchAgent', () => port.dispatchAgent(roomName, agentName, metadata)),
     deleteRoom: (roomName) => timed('deleteRoom', () => port.deleteRoom(roomName)),
-    transfer: (roomName, participantIdentity, transferTo) =>
-      timed('transfer', () => port.transfer(roomName, participantIdentity, transferTo)),
+    transfer: (roomName, participantIdentity, transferTo, options) =>
+      timed('transfer', () => port.transfer(roomName, participantIdentity, transferTo, options)),
     listParticipants: (roomName) => timed('listParticipants', () => port.listParticipants(roomName)),
     listRooms: () => timed('listRooms', () => port.listRooms()),
   };

@@ -28,6 +28,9 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
         ringingTimeout: request.ringingTimeoutS,
         maxCallDuration: request.maxCallDurationS,
         waitUntilAnswered: true,
+        ...(request.headers ? { headers: { ...request.headers } } : {}),
+        ...(request.displayName !== undefined ? { displayName: request.displayName } : {}),
+        ...(request.dtmf ? { dtmf: request.dtmf } : {}),
       });
       return { participantIdentity: info.participantIdentity, sipCallId: info.sipCallId || null };
     },
@@ -46,8 +49,12 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
       }
     },
 
-    async transfer(roomName, participantIdentity, transferTo) {
-      await sip.transferSipParticipant(roomName, participantIdentity, transferTo, { playDialtone: false });
+    async transfer(roomName, participantIdentity, transferTo, options = {}) {
+      await sip.transferSipParticipant(roomName, participantIdentity, transferTo, {
+        playDialtone: options.playDialtone ?? false,
+        ...(options.headers ? { headers: { ...options.headers } } : {}),
+        ...(options.ringingTimeoutS !== undefined ? { ringingTimeout: options.ringingTimeoutS } : {}),
+      });
     },
 
     async listParticipants(roomName) {

@@ -12,6 +12,22 @@ export interface DialRequest {
   participantAttributes: Record<string, string>;
   ringingTimeoutS: number;
   maxCallDurationS: number;
+  /** X-headers added to the INVITE */
+  headers?: Record<string, string>;
+  /** the From display name (`''`: none); absent: LiveKit's default, the from-number */
+  displayName?: string;
+  /** digits sent once the call is answered (`w`: a 0.5 s pause); may carry a PIN */
+  dtmf?: string;
+}
+
+/** Options of a SIP REFER; absent ones are LiveKit's defaults. */
+export interface TransferRequestOptions {
+  /** headers added to the REFER */
+  headers?: Record<string, string>;
+  /** how long the target may ring (LiveKit: 30 s) */
+  ringingTimeoutS?: number;
+  /** play a dial tone to the caller while the target rings (default: no) */
+  playDialtone?: boolean;
 }
 
 export interface DialResult {
@@ -32,7 +48,7 @@ export interface LiveKitPort {
   dispatchAgent(roomName: string, agentName: string, metadata: string): Promise<void>;
   /** Ends the call for everyone; resolves also when the room is already gone. */
   deleteRoom(roomName: string): Promise<void>;
-  transfer(roomName: string, participantIdentity: string, transferTo: string): Promise<void>;
+  transfer(roomName: string, participantIdentity: string, transferTo: string, options?: TransferRequestOptions): Promise<void>;
   listParticipants(roomName: string): Promise<RoomParticipant[]>;
   listRooms(): Promise<{ name: string; sid: string }[]>;
 }

@@ -18,6 +18,17 @@ export const SIP_ATTRIBUTES = Object.freeze({
   trunkPhoneNumber: 'sip.trunkPhoneNumber',
 } as const);
 
+/** LiveKit reports a SIP participant's headers as attributes `sip.h.<lower-case header name>`. */
+const SIP_HEADER_ATTRIBUTE_PREFIX = 'sip.h.';
+
+/** A SIP participant's headers, by the lower-case names LiveKit gives them; null when it reports none. */
+export function sipHeadersOf(attributes: Record<string, string>): Record<string, string> | null {
+  const headers = Object.entries(attributes)
+    .filter(([key]) => key.startsWith(SIP_HEADER_ATTRIBUTE_PREFIX) && key.length > SIP_HEADER_ATTRIBUTE_PREFIX.length)
+    .map(([key, value]) => [key.slice(SIP_HEADER_ATTRIBUTE_PREFIX.length), value] as const);
+  return headers.length > 0 ? Object.fromEntries(headers) : null;
+}
+
 /** The LiveKit room of an outbound call: named after the session, never after a phone number. */
 export function outboundRoomName(sessionId: string): string {
   return `call-${sessionId}`;

@@ -1,15 +1,15 @@
 // Carries out the chart's commands against LiveKit and sends each result back to the call as
 // an event. Every failure is classified (CP-04) and logged; none escapes as an exception.
-import type { CallCommand, CallError } from '../../machines/call.types.js';
+import type { CallCommand, CallError, TransferOptions } from '../../machines/call.types.js';
 import { classifyError, ConfigError, type ClassifiedError } from '../errors/classify.js';
 import { retryDelayMs } from '../errors/policy.js';
-import type { DialResult, LiveKitPort } from '../livekit/livekit.port.js';
+import type { DialRequest, DialResult, LiveKitPort, TransferRequestOptions } from '../livekit/livekit.port.js';
 import { agentDispatchMetadata, outboundSipIdentity, SESSION_ATTRIBUTE } from '../livekit/naming.js';
 import { callLogger, type Logger } from '../obs/logger.js';
 import type { CallEvents, CommandRunner, IncomingEvent } from '../calls/call-runtime.js';
 import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
-import type { CallRecord } from '../store/call-store.port.js';
+import type { CallOptions, CallRecord } from '../store/call-store.port.js';
 
 const DIAL_LEASE_MS = 15_000;
 
@@ -109,6 +109,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         participantAttributes: { [SESSION_ATTRIBUTE]: record.id },
         ringingTimeoutS: context.settings.ringTimeoutS,
         maxCallDurationS: context.settings.maxDurationS,
+        ...dialOptions(record.callOptions),
       });
     } catch (err) {
       return fail(classifyError(err, 'dial'));
@@ -137,7 +138,7 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     const logger = callLogger(options.logger, record.id);
     try {
       if (!context.sipIdentity || !context.transferTarget) throw new ConfigError('the call has no SIP participant or transfer target');
-      await livekit.transfer(context.roomName, context.sipIdentity, context.transferTarget);
+      await livekit.transfer(context.roomName, context.sipIdentity, context.transferTarget, transferOptions(context.transferOptions));
       await deliver(record, { type: 'transfer.succeeded' }, logger);
     } catch (err) {
       const error = toCallError(classifyError(err, 'transfer'));
@@ -171,6 +172,26 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
     while (pending.size > 0) await Promise.allSettled([...pending]);
   };
   return run;
+}
+
+/** The SIP options of a dial, from the call's record (absent in records stored before calls had options). */
+function dialOptions(options: CallOptions | undefined): Pick<DialRequest, 'headers' | 'displayName' | 'dtmf'> {
+  if (!options) return {};
+  return {
+    ...(options.sipHeaders ? { headers: options.sipHeaders } : {}),
+    ...(options.displayName !== null ? { displayName: options.displayName } : {}),
+    ...(options.dtmf ? { dtmf: options.dtmf } : {}),
+  };
+}
+
+/** The REFER options of a transfer, from the chart (absent in calls stored before transfers had options). */
+function transferOptions(options: TransferOptions | null | undefined): TransferRequestOptions {
+  if (!options) return {};
+  return {
+    ...(options.sipHeaders ? { headers: options.sipHeaders } : {}),
+    ...(options.ringTimeoutS !== null ? { ringingTimeoutS: options.ringTimeoutS } : {}),
+    ...(options.playDialtone !== null ? { playDialtone: options.playDialtone } : {}),
+  };
 }
 
 /** The chart keeps the CallError fields only. */

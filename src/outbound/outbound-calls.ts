@@ -3,7 +3,7 @@ import type { CallSettings } from '../../machines/call.types.js';
 import { outboundRoomName } from '../livekit/naming.js';
 import type { Admission } from './admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
-import { type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
+import { type CallOptions, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
 import { VersionConflictError } from '../store/errors.js';
 
 export interface PlaceCallRequest {
@@ -17,6 +17,12 @@ export interface PlaceCallRequest {
   maxDurationS: number | null;
   /** where this call's status callbacks go, when the request chose (its URL is allowed already) */
   statusCallback: StatusCallbackChoice | null;
+  /** X-headers for the INVITE */
+  sipHeaders?: Record<string, string>;
+  /** the From display name (`''`: none) */
+  displayName?: string;
+  /** digits sent once answered; kept on the record only, never in the chart's context */
+  dtmf?: string;
 }
 
 export interface OutboundOptions {
@@ -81,7 +87,7 @@ export function createOutboundCalls(options: OutboundOptions) {
             ringTimeoutS: request.ringTimeoutS ?? options.settings.ringTimeoutS,
             maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
           },
-        }, { statusCallback: request.statusCallback ?? undefined });
+        }, { statusCallback: request.statusCallback ?? undefined, callOptions: callOptionsOf(request) });
       } catch (err) {
         const existing = err instanceof VersionConflictError ? await store.get(sessionId) : undefined;
         if (existing) return { record: existing, existing: true };
@@ -91,6 +97,13 @@ export function createOutboundCalls(options: OutboundOptions) {
       return { record, existing: false };
     },
   };
+}
+
+/** The call's SIP options for its record; undefined when the request gave none. */
+function callOptionsOf(request: PlaceCallRequest): CallOptions | undefined {
+  const { sipHeaders, displayName, dtmf } = request;
+  if (sipHeaders === undefined && displayName === undefined && dtmf === undefined) return undefined;
+  return { sipHeaders: sipHeaders ?? null, displayName: displayName ?? null, dtmf: dtmf ?? null };
 }
 
 export type OutboundCalls = ReturnType<typeof createOutboundCalls>;

@@ -33,6 +33,23 @@ export interface CallRecord {
    * the configured default endpoint and event filter.
    */
   statusCallback?: StatusCallbackChoice;
+  /**
+   * The SIP options of the call, fixed at creation: outbound, what the request asked to send;
+   * inbound, the caller's SIP headers. Absent (records stored before calls had options): none.
+   */
+  callOptions?: CallOptions;
+}
+
+export interface CallOptions {
+  /** outbound: the headers sent with the INVITE; inbound: the caller's `sip.h.*` attributes, by header name */
+  sipHeaders: Record<string, string> | null;
+  /** outbound: the From display name sent (`''`: none, so the carrier looks the name up) */
+  displayName: string | null;
+  /**
+   * outbound: the digits sent once the call is answered. It may carry a PIN: it only ever goes
+   * to LiveKit, never into the chart's context, an event, a log line or an API answer.
+   */
+  dtmf: string | null;
 }
 
 export interface StatusCallbackChoice {

@@ -78,6 +78,20 @@ describe('CallRuntime', () => {
     expect(migrated.context.deadlines.agentGrace).not.toBeNull();
   });
 
+  it('keeps a call\'s SIP options on its record through every commit, also when restored, and never in the chart', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    const callOptions = { sipHeaders: { 'X-Customer-Id': 'cust-42' }, displayName: 'Acme Support', dtmf: '1234#w987' };
+    await runtime.create(outboundInput(), { callOptions });
+    await runtime.send('call-out-1', { type: 'dial.slot_granted' });
+    const other = freshRuntime(store, harness);
+    await other.send('call-out-1', { type: 'api.hangup' });
+
+    const stored = await store.get('call-out-1');
+    expect(stored).toMatchObject({ state: 'ended', version: 3, callOptions });
+    expect(JSON.stringify([stored?.context, stored?.snapshot, await store.events('call-out-1')])).not.toContain('1234#w987');
+  });
+
   it('finds a live call by room sid, room name and SIP identity, and forgets the indexes when it ends', async () => {
     const { runtime, store } = createCallHarness();
     await runtime.create(inboundInput());

@@ -1,6 +1,6 @@
 // Tests of the LiveKit stand-in itself, driven through the real livekit-server-sdk clients.
 import { afterEach, describe, expect, it } from 'vitest';
-import { DisconnectReason, ParticipantInfo_Kind } from '@livekit/protocol';
+import { CreateSIPParticipantRequest, DisconnectReason, ParticipantInfo_Kind, TransferSIPParticipantRequest } from '@livekit/protocol';
 import { AccessToken, AgentDispatchClient, RoomServiceClient, ServerError, SipCallError, SipClient } from 'livekit-server-sdk';
 import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
 import { agentParticipant, sipParticipant, standardParticipant } from '../../dev/webhook-events.js';
@@ -306,6 +306,127 @@ describe('the LiveKit stand-in Twirp API', () => {
       sip: { call: true },
       video: { roomAdmin: true, room: 'room-c' },
     });
+  });
+
+  it('honours the SIP options of a dial and a transfer, read by the field names of @livekit/protocol', async () => {
+    const s = await standIn();
+    const { sip } = clients(s);
+    const headers = { 'X-Customer-Id': 'cust-42', 'X-Campaign': 'spring sale' };
+
+    const info = await sip.createSipParticipant('ST_trunk1', '+15551234567', 'call-opts', {
+      participantIdentity: 'callee-opts',
+      fromNumber: '+15550001111',
+      headers,
+      dtmf: '1234#w987',
+      displayName: 'Acme Support',
+      playDialtone: true,
+      waitUntilAnswered: true,
+    });
+    await sip.transferSipParticipant('call-opts', 'callee-opts', 'tel:+15559990000', { headers: { 'X-Reason': 'billing' }, ringingTimeout: 45, playDialtone: true });
+
+    // What the SDK sent, decoded by the protocol's own message types, is what the far end got.
+    const dial = CreateSIPParticipantRequest.fromJson(s.requestsFor('CreateSIPParticipant')[0]?.body as never);
+    expect([dial.headers, dial.dtmf, dial.displayName, dial.playDialtone]).toEqual([headers, '1234#w987', 'Acme Support', true]);
+    expect(s.sipCalls).toEqual([
+      {
+        callId: info.sipCallId,
+        room: 'call-opts',
+        participantIdentity: 'callee-opts',
+        to: '+15551234567',
+        from: '+15550001111',
+        headers: dial.headers,
+        fromDisplayName: dial.displayName,
+        dtmf: dial.dtmf,
+        playDialtone: dial.playDialtone,
+      },
+    ]);
+    const refer = TransferSIPParticipantRequest.fromJson(s.requestsFor('TransferSIPParticipant')[0]?.body as never);
+    expect(s.transfers).toEqual([
+      {
+        callId: info.sipCallId,
+        room: 'call-opts',
+        participantIdentity: 'callee-opts',
+        transferTo: refer.transferTo,
+        headers: refer.headers,
+        ringingTimeoutS: Number(refer.ringingTimeout?.seconds),
+        playDialtone: refer.playDialtone,
+      },
+    ]);
+    expect(refer.headers).toEqual({ 'X-Reason': 'billing' });
+    expect([refer.ringingTimeout?.seconds, refer.playDialtone]).toEqual([45n, true]);
+  });
+
+  it('reads the proto field names of the SIP options as well, as LiveKit accepts both', async () => {
+    const s = await standIn();
+    s.joinParticipant('room-p', sipParticipant({ identity: 'caller', phoneNumber: '+15551230000' }));
+    const token = new AccessToken(s.apiKey, s.apiSecret);
+    token.addGrant({ roomAdmin: true, room: 'room-p' });
+    token.addSIPGrant({ call: true });
+    const post = async (method: string, message: { toJson(options: { useProtoFieldName: boolean }): unknown }) =>
+      fetch(`${s.url}/twirp/livekit.SIP/${method}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${await token.toJwt()}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify(message.toJson({ useProtoFieldName: true })),
+      });
+
+    const dial = new CreateSIPParticipantRequest({
+      sipTrunkId: 'ST_1',
+      sipCallTo: '+15551234567',
+      roomName: 'room-p',
+      participantIdentity: 'callee-p',
+      headers: { 'X-A': '1' },
+      dtmf: '55#',
+      displayName: '',
+      playDialtone: true,
+    });
+    expect((await post('CreateSIPParticipant', dial)).status).toBe(200);
+    expect(s.requestsFor('CreateSIPParticipant')[0]?.body).toMatchObject({ display_name: '', play_dialtone: true });
+    expect(s.sipCalls[0]).toMatchObject({ headers: { 'X-A': '1' }, dtmf: '55#', fromDisplayName: null, playDialtone: true });
+
+    const refer = TransferSIPParticipantRequest.fromJson({
+      roomName: 'room-p',
+      participantIdentity: 'caller',
+      transferTo: 'sip:desk@pbx.example.com',
+      headers: { 'X-B': '2' },
+      ringingTimeout: '20s',
+      playDialtone: true,
+    });
+    expect((await post('TransferSIPParticipant', refer)).status).toBe(200);
+    expect(s.requestsFor('TransferSIPParticipant')[0]?.body).toMatchObject({ ringing_timeout: '20s', play_dialtone: true });
+    expect(s.transfers[0]).toMatchObject({ participantIdentity: 'caller', headers: { 'X-B': '2' }, ringingTimeoutS: 20, playDialtone: true });
+  });
+
+  it('sends a dial without options with LiveKit\'s defaults: the from-number as display name, no headers, no digits', async () => {
+    const s = await standIn();
+    const { sip } = clients(s);
+    s.joinParticipant('room-q', sipParticipant({ identity: 'caller', phoneNumber: '+15551230000' }));
+
+    await sip.createSipParticipant('ST_1', '+15551234567', 'room-q', { participantIdentity: 'callee-q', fromNumber: '+15550001111' });
+    await sip.transferSipParticipant('room-q', 'caller', 'tel:+15559990000');
+
+    expect(s.requestsFor('CreateSIPParticipant')[0]?.body).not.toHaveProperty('displayName');
+    expect(s.sipCalls[0]).toMatchObject({ headers: {}, fromDisplayName: '+15550001111', dtmf: '', playDialtone: false });
+    // The SDK itself fills in a 30 s ring for a transfer.
+    expect(s.transfers[0]).toMatchObject({ headers: {}, ringingTimeoutS: 30, playDialtone: false });
+  });
+
+  it('refuses SIP headers and display names LiveKit refuses, with invalid_argument', async () => {
+    const s = await standIn();
+    const { sip } = clients(s);
+    s.joinParticipant('room-r', sipParticipant({ identity: 'caller', phoneNumber: '+15551230000' }));
+    const dial = (opts: Parameters<SipClient['createSipParticipant']>[3]) =>
+      caught(sip.createSipParticipant('ST_1', '+15551234567', 'room-r', { participantIdentity: 'callee-r', ...opts })) as Promise<ServerError>;
+
+    for (const error of [
+      await dial({ headers: { 'X Bad': '1' } }),
+      await dial({ headers: { 'X-Bad': 'line\r\nInjected: yes' } }),
+      await dial({ displayName: 'n'.repeat(129) }),
+      (await caught(sip.transferSipParticipant('room-r', 'caller', 'tel:+1', { headers: { 'X-Bad:': '1' } }))) as ServerError,
+    ]) {
+      expect([error.status, error.code]).toEqual([400, 'invalid_argument']);
+    }
+    expect(s.sipCalls).toEqual([]);
+    expect(s.transfers).toEqual([]);
   });
 
   it('creates, lists and deletes agent dispatches', async () => {

@@ -11,7 +11,7 @@ describe('the webhook event builders', () => {
     trunkPhoneNumber: '+15550001111',
     callStatus: 'ringing',
     ruleId: 'SDR_abc',
-    attributes: { 'sip.h.x-custom': 'yes' },
+    headers: { 'X-Custom': 'yes' },
   });
   const agent = agentParticipant({ agentName: 'phone-agent' });
   const web = standardParticipant({ identity: 'web-user' });
@@ -48,7 +48,7 @@ describe('the webhook event builders', () => {
     expect(all.participantLeftUnknown?.participant).not.toHaveProperty('disconnectReason');
   });
 
-  it('names the SIP attributes as LiveKit does', () => {
+  it('names the SIP attributes as LiveKit does, headers as sip.h.<lower-case name>', () => {
     expect(sip.identity).toBe('sip_+15557654321');
     expect(sip.attributes).toEqual({
       'sip.callID': expect.stringMatching(/^SCL_/),

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/http/session.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
+import { readSse, type SseEvent } from '../support/sse.js';
 
 let h: ServiceHarness;
 beforeEach(async () => {
@@ -13,46 +14,8 @@ afterEach(async () => {
   await h.close();
 });
 
-interface SseEvent {
-  id: string | null;
-  event: string | null;
-  data: string;
-}
-
 /** Opens GET /v1/events and collects its events until `until` holds or the time is up. */
-async function readEvents(path: string, until: (events: SseEvent[]) => boolean, headers: Record<string, string> = {}): Promise<SseEvent[]> {
-  const abort = new AbortController();
-  const response = await h.api(path, { headers, signal: abort.signal });
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  const events: SseEvent[] = [];
-  let buffer = '';
-  const deadline = Date.now() + 5000;
-  try {
-    while (!until(events) && Date.now() < deadline) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const fields = Object.fromEntries(
-          block
-            .split('\n')
-            .filter((line) => line && !line.startsWith(':'))
-            .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trimStart()]),
-        );
-        if (fields.data !== undefined) events.push({ id: fields.id ?? null, event: fields.event ?? null, data: fields.data });
-      }
-    }
-  } finally {
-    abort.abort();
-  }
-  return events;
-}
+const readEvents = (path: string, until: (events: SseEvent[]) => boolean, headers: Record<string, string> = {}) => readSse(h, path, until, headers);
 
 async function placeCall(): Promise<Session> {
   const response = await h.api('/v1/calls', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ to: '+31612345678' }) });
@@ -86,17 +49,31 @@ describe('GET /v1/events', () => {
   });
 });
 
+/**
+ * /metrics once it shows `line`: the live-calls gauge follows the shared event stream, which a
+ * service on Redis reads a moment after the commit.
+ */
+async function metricsShowing(line: RegExp): Promise<string> {
+  let text = '';
+  for (let i = 0; i < 100; i++) {
+    text = await (await h.api('/metrics', { key: null })).text();
+    if (line.test(text)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return text;
+}
+
 describe('GET /metrics', () => {
   it('counts live calls by state, ended calls by reason, dial outcomes and webhooks', async () => {
     const call = await placeCall();
     await h.settled();
-    let text = await (await h.api('/metrics', { key: null })).text();
+    let text = await metricsShowing(/^control_plane_calls\{state="connected"\} 1$/m);
     expect(text).toMatch(/^control_plane_calls\{state="connected"\} 1$/m);
     expect(text).toMatch(/^control_plane_dial_outcomes_total\{outcome="answered"\} 1$/m);
     await h.api(`/v1/calls/${call.id}/hangup`, { method: 'POST' });
     await h.standIn.webhooks?.idle();
     await h.settled();
-    text = await (await h.api('/metrics', { key: null })).text();
+    text = await metricsShowing(/^control_plane_calls\{state="connected"\} 0$/m);
     expect(text).toMatch(/^control_plane_calls\{state="connected"\} 0$/m);
     expect(text).toMatch(/^control_plane_calls_ended_total\{state="ended",end_reason="api_hangup"\} 1$/m);
     expect(text).toMatch(/^control_plane_webhooks_total\{outcome="applied"\} [1-9]/m);

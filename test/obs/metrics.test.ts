@@ -352,10 +352,12 @@ describe('instrumentLiveKit', () => {
       }),
       metrics,
     );
+    const transferOptions = { headers: { 'X-Reason': 'billing' }, ringingTimeoutS: 20, playDialtone: true };
     await port.dial(DIAL_REQUEST);
-    await port.transfer('room-x', 'sip-x-1', 'tel:+31201234567');
+    await port.transfer('room-x', 'sip-x-1', 'tel:+31201234567', transferOptions);
     expect(seen[0]![0]).toBe(DIAL_REQUEST);
-    expect(seen[1]).toEqual(['room-x', 'sip-x-1', 'tel:+31201234567']);
+    expect(seen[1]).toEqual(['room-x', 'sip-x-1', 'tel:+31201234567', transferOptions]);
+    expect(seen[1]![3]).toBe(transferOptions);
   });
 
   it('times failed calls under the CP-04 category of the error and rethrows the very same error', async () => {

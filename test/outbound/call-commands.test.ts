@@ -3,13 +3,13 @@
 // runtime's CallEvents port. The records are made by a real runtime (the call harness), so they
 // look exactly like the ones the service hands the runner.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CallInput } from '../../machines/call.types.js';
+import type { CallInput, TransferOptions } from '../../machines/call.types.js';
 import type { CallEvents, IncomingEvent, SendResult } from '../../src/calls/call-runtime.js';
 import { createLiveKitAdapter } from '../../src/livekit/livekit.adapter.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { createCommandRunner, type OutboundSettings } from '../../src/outbound/call-commands.js';
 import { SESSION_ATTRIBUTE } from '../../src/livekit/naming.js';
-import type { CallRecord, CallStore } from '../../src/store/call-store.port.js';
+import type { CallOptions, CallRecord, CallStore } from '../../src/store/call-store.port.js';
 import { MemoryDialLeases } from '../../src/store/memory/dial-leases.js';
 import { startLiveKitStandIn, type Behaviour, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { sipParticipant } from '../../dev/webhook-events.js';
@@ -63,8 +63,8 @@ async function setup(outbound: Partial<OutboundSettings> = {}) {
   const lk = standIn;
 
   /** An outbound call as the runtime hands it to `dial`: in `dialing`, at attempt `attempt`. */
-  async function dialing(input: Partial<CallInput> = {}, attempt = 1): Promise<CallRecord> {
-    const { id: sessionId } = await runtime.create(outboundInput(input));
+  async function dialing(input: Partial<CallInput> = {}, attempt = 1, callOptions?: CallOptions): Promise<CallRecord> {
+    const { id: sessionId } = await runtime.create(outboundInput(input), { callOptions });
     await runtime.send(sessionId, { type: 'dial.slot_granted' });
     for (let next = 2; next <= attempt; next++) {
       const error = { category: 'carrier_error' as const, retryable: true, message: 'SIP 503', sipStatusCode: 503 };
@@ -78,9 +78,9 @@ async function setup(outbound: Partial<OutboundSettings> = {}) {
   }
 
   /** A connected inbound call asked to transfer its caller to TRANSFER_TO. */
-  async function transferring(): Promise<CallRecord> {
+  async function transferring(options?: TransferOptions): Promise<CallRecord> {
     await runtime.create(inboundInput({ sipCallStatus: 'active' }));
-    await runtime.send('call-in-1', { type: 'api.transfer', to: TRANSFER_TO });
+    await runtime.send('call-in-1', { type: 'api.transfer', to: TRANSFER_TO, ...(options ? { options } : {}) });
     const record = (await store.get('call-in-1')) as CallRecord;
     expect(record).toMatchObject({ state: 'transferring', context: { transferTarget: TRANSFER_TO } });
     return record;
@@ -139,6 +139,32 @@ describe('call commands', () => {
         maxCallDuration: '900s',
         waitUntilAnswered: true,
       });
+    });
+
+    it('sends the call\'s SIP options with the dial, and logs none of its digits when the dial fails', async () => {
+      const t = await setup();
+      const callOptions = { sipHeaders: { 'X-Customer-Id': 'cust-42' }, displayName: 'Acme Support', dtmf: '1234#w987' };
+      t.standIn.script('CreateSIPParticipant', { error: { code: 'unavailable', msg: 'no SIP service available' } });
+      t.run('dial', await t.dialing({}, 1, callOptions));
+      await t.run.inFlight();
+
+      expect(t.standIn.requestsFor('CreateSIPParticipant')[0]?.body).toMatchObject({
+        headers: { 'X-Customer-Id': 'cust-42' },
+        displayName: 'Acme Support',
+        dtmf: '1234#w987',
+      });
+      expect(t.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'dial failed' }));
+      expect(JSON.stringify(t.logs)).not.toContain('1234#w987');
+    });
+
+    it('dials a call stored before calls had SIP options without any', async () => {
+      const t = await setup();
+      const { callOptions: _none, ...record } = await t.dialing({}, 1, { sipHeaders: null, displayName: null, dtmf: null });
+      t.run('dial', record);
+      await t.run.inFlight();
+
+      const [dial] = t.standIn.requestsFor('CreateSIPParticipant');
+      for (const key of ['headers', 'displayName', 'dtmf']) expect(dial?.body).not.toHaveProperty(key);
     });
 
     it('reports the answer as dial.answered with the phone leg LiveKit created and its SIP call id', async () => {
@@ -349,6 +375,36 @@ describe('call commands', () => {
       expect(t.standIn.requestsFor('TransferSIPParticipant').map((r) => r.body)).toEqual([
         expect.objectContaining({ roomName: record.context.roomName, participantIdentity: 'sip_+31612345678', transferTo: TRANSFER_TO }),
       ]);
+      expect(t.sent).toEqual([{ sessionId: 'call-in-1', event: { type: 'transfer.succeeded' } }]);
+    });
+
+    it('sends the REFER options of the transfer', async () => {
+      const t = await setup();
+      const record = await t.transferring({ sipHeaders: { 'X-Reason': 'billing' }, ringTimeoutS: 20, playDialtone: true });
+      t.standIn.joinParticipant(record.context.roomName, sipParticipant({ phoneNumber: '+31612345678' }));
+      t.run('transfer', record);
+      await t.run.inFlight();
+
+      expect(t.standIn.requestsFor('TransferSIPParticipant')[0]?.body).toMatchObject({
+        transferTo: TRANSFER_TO,
+        headers: { 'X-Reason': 'billing' },
+        ringingTimeout: '20s',
+        playDialtone: true,
+      });
+    });
+
+    it('transfers a call stored before transfers had options with LiveKit\'s defaults', async () => {
+      const t = await setup();
+      const record = await t.transferring();
+      expect(record.context.transferOptions).toBeNull();
+      const { transferOptions: _none, ...context } = record.context;
+      t.standIn.joinParticipant(record.context.roomName, sipParticipant({ phoneNumber: '+31612345678' }));
+      t.run('transfer', { ...record, context });
+      await t.run.inFlight();
+
+      const [refer] = t.standIn.requestsFor('TransferSIPParticipant');
+      expect(refer?.body).toMatchObject({ transferTo: TRANSFER_TO, ringingTimeout: '30s' });
+      for (const key of ['headers', 'playDialtone']) expect(refer?.body).not.toHaveProperty(key);
       expect(t.sent).toEqual([{ sessionId: 'call-in-1', event: { type: 'transfer.succeeded' } }]);
     });
 

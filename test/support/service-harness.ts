@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import type { InspectionEvent } from 'xstate';
 import type { DialLeases } from '../../src/store/dial-leases.port.js';
 import type { CallStore } from '../../src/store/call-store.port.js';
 import { loadConfig, type Config, type Env } from '../../src/config.js';
@@ -62,6 +63,8 @@ export async function startServiceHarness(
     clock?: ManualClock;
     /** how often the status-callback sender looks for due deliveries (default 20 ms here) */
     statusCallbackPollMs?: number;
+    /** the Stately inspector's receiver of every call actor's inspection events (INSPECT=1 in the service) */
+    inspect?: (event: InspectionEvent) => void;
   } = {},
 ): Promise<ServiceHarness> {
   const standIn = await startLiveKitStandIn({
@@ -103,6 +106,7 @@ export async function startServiceHarness(
     livekit: createLiveKitAdapter(config.livekit),
     backend,
     statusCallbackPollMs: options.statusCallbackPollMs ?? 20,
+    ...(options.inspect ? { inspect: options.inspect } : {}),
     ...(clock && scheduler ? { clock, scheduler } : {}),
   });
   const published: ObsEnvelope[] = [];

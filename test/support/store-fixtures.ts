@@ -151,7 +151,12 @@ function openOn(connection: RedisConnection, options: StoreOptions & Partial<Red
 /** The Redis client under a store: the tests below inspect and corrupt keys directly. */
 const connections = new WeakMap<RedisCallStore, RedisConnection>();
 export function raw(store: RedisCallStore): RedisConnection['client'] {
+  return connectionOf(store).client;
+}
+
+/** The connection under a store from openRedis. */
+export function connectionOf(store: RedisCallStore): RedisConnection {
   const connection = connections.get(store);
   if (!connection) throw new Error('not a store from openRedis');
-  return connection.client;
+  return connection;
 }

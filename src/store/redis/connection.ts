@@ -36,6 +36,19 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * ioredis puts a failed command's arguments on its error (`command.args`): for a commit, the
+ * call's whole record with its SIP options, which no log line may carry. Only the name stays.
+ */
+function withoutArguments(err: unknown): unknown {
+  if (err !== null && typeof err === 'object' && 'command' in err) {
+    const command = (err as { command: unknown }).command;
+    const name = command !== null && typeof command === 'object' && 'name' in command ? command.name : undefined;
+    (err as { command: unknown }).command = { name };
+  }
+  return err;
+}
+
 export class RedisConnection {
   readonly client: Redis;
   readonly keyPrefix: string;
@@ -74,7 +87,7 @@ export class RedisConnection {
       return await body(this.client);
     } catch (err) {
       if (err instanceof VersionConflictError || err instanceof InvalidCursorError || err instanceof StoreUnavailableError) throw err;
-      const cause = err ?? this.lastError;
+      const cause = withoutArguments(err ?? this.lastError);
       throw new StoreUnavailableError(`redis store: ${operation} failed: ${errorMessage(cause)}`, { cause });
     }
   }

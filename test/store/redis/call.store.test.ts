@@ -7,9 +7,10 @@ import { MemoryCallStore } from '../../../src/store/memory/call.store.js';
 import type { CallRecord, CallStore } from '../../../src/store/call-store.port.js';
 import { StoreUnavailableError } from '../../../src/store/errors.js';
 import { RedisCallStore } from '../../../src/store/redis/call.store.js';
-import { RedisConnection } from '../../../src/store/redis/connection.js';
+import { LuaScript, RedisConnection } from '../../../src/store/redis/connection.js';
+import { createLogger } from '../../../src/obs/logger.js';
 import { freePort, startRedisOnPort, type RedisHandle } from '../../../dev/redis-server.js';
-import { allPages, closeAfterTest, envelope, openRedis, raw, record, sleep, useRedisStores } from '../../support/store-fixtures.js';
+import { allPages, closeAfterTest, connectionOf, envelope, openRedis, raw, record, sleep, useRedisStores } from '../../support/store-fixtures.js';
 
 useRedisStores();
 
@@ -211,6 +212,26 @@ describe('RedisCallStore outages', () => {
       }
     }
   }
+
+  it('reports a failed command without its arguments, so a record\'s SIP options never reach a log line', async () => {
+    const connection = connectionOf(openRedis(`test-${randomUUID().slice(0, 8)}:`));
+    const stored = { ...record('a', 'ringing'), callOptions: { sipHeaders: null, displayName: null, dtmf: '1234#w987' } };
+    const refusing = new LuaScript("return redis.error_reply('ERR refused')");
+    const failure = await connection.guard('commit', () => connection.run(refusing, [], [JSON.stringify(stored)])).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(StoreUnavailableError);
+    const cause = (failure as Error).cause;
+    expect(cause).toMatchObject({ message: 'ERR refused', command: { name: 'eval' } });
+    expect(cause).not.toHaveProperty('command.args');
+
+    // Whichever of the two is logged.
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
+    logger.error({ err: failure }, 'call store unavailable');
+    logger.error({ err: cause }, 'commit failed');
+    expect(lines).toHaveLength(2);
+    expect(lines.join('')).toContain('ERR refused');
+    expect(lines.join('')).not.toContain('1234#w987');
+  });
 
   it('fails fast while Redis is down and recovers by itself when it is back', async () => {
     const port = await freePort();
