@@ -57,6 +57,8 @@ export const CreateCallBody = z
     display_name: z
       .string()
       .max(64)
+      // A line break would end the From header: refused here, not by the carrier mid-dial.
+      .refine((name) => ![...name].some((c) => c < ' ' || c === '\x7f'), 'display_name may not contain control characters')
       .optional()
       .describe("the caller name in the From header (LiveKit's displayName); '' sends none"),
   })

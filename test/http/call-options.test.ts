@@ -166,6 +166,7 @@ describe('SIP options of POST /v1/calls', () => {
       { to: TO, dtmf: '1'.repeat(33) },
       { to: TO, dtmf: 1234 },
       { to: TO, display_name: 'd'.repeat(65) },
+      { to: TO, display_name: 'Acme\r\nX-Injected: 1' },
       { to: TO, display_name: 7 },
       { to: TO, display_name: null },
     ]);
