@@ -3,8 +3,7 @@
 //
 //   tsx bench/webhook-ingest.ts [--store memory|redis] [--calls 20000] [--pairs 4] [--warm-s 3] [--run-s 10]
 //
-// The service is the compiled build as `npm start` runs it (dist/, built first when missing or
-// older than the sources; NODE_ENV=production, log at info to a file under the OS temp directory,
+// The service is the compiled build as `npm start` runs it (dist/, built first; NODE_ENV=production, log at info to a file under the OS temp directory,
 // LiveKit = the stand-in in this process). The baseline is bench/baseline-server.mjs: Koa 3 +
 // @koa/router, the raw body, `WebhookReceiver.receive`, 200. Per round a new file of signed
 // webhooks is written (--calls inbound calls, five events each, every call's events in order and
@@ -14,7 +13,7 @@
 // With Redis, `INFO commandstats` before and after the measured run counts the Redis commands
 // per webhook.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, readFileSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,16 +65,8 @@ const CONNECTIONS = 50;
 const WINDOW = 2000;
 const root = join(benchDir, '..');
 
-/** Builds dist/ when it is missing or older than any source file. */
-function ensureBuild(): void {
-  const main = join(root, 'dist', 'src', 'main.js');
-  const newest = (dir: string): number =>
-    readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
-      const path = join(dir, entry.name);
-      return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
-    }, 0);
-  if (existsSync(main) && statSync(main).mtimeMs >= Math.max(newest(join(root, 'src')), newest(join(root, 'machines')))) return;
-  out('  building dist/ (npm run build)');
+/** Builds dist/ as `npm start` would (tsc -b: incremental, quick when nothing changed). */
+function build(): void {
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
 }
 
@@ -201,7 +192,7 @@ async function main(): Promise<void> {
   const warmS = Number(argument('warm-s', '3'));
   const runS = Number(argument('run-s', '10'));
   if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed: apt-get install wrk (Debian)');
-  ensureBuild();
+  build();
 
   const standIn = await startLiveKitStandIn({ apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET });
   let redis: RedisHandle | null = null;
