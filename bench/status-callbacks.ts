@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, fmt, fmtInt, latencySummary, median, out, textTable } from './common.js';
 import type { RoundRequest, RoundResult } from './load-generator.js';
-import { EVENTS_PER_CALL } from './load-generator.js';
+import { EVENTS_PER_CALL } from './inbound-calls.js';
 
 const CONNECTIONS = 50;
 const WINDOW = 20;
