@@ -10,6 +10,7 @@ import type { ControlResult } from './control-api.js';
 import type { MemoryResult } from './memory.js';
 import type { RecoveryResult } from './recovery.js';
 import type { IngestResult } from './webhook-ingest.js';
+import type { BudgetResult } from './cpu-budget.js';
 
 interface Results {
   ingestMemory?: IngestResult;
@@ -17,6 +18,7 @@ interface Results {
   memory?: MemoryResult;
   control?: ControlResult;
   recovery?: RecoveryResult;
+  budget?: BudgetResult;
 }
 
 type Row = [figure: string, baseline: string, service: string, ratio: string, target: string, verdict: string];
@@ -43,6 +45,7 @@ await part('ingestRedis', '1b. webhook ingest, Redis store', () => runPart<Inges
 await part('memory', '2 + 5. live-call memory and growth', () => runPart<MemoryResult>('memory.ts', [], ['--expose-gc']));
 await part('control', '3. Control API: POST /v1/calls -> dialing', () => runPart<ControlResult>('control-api.ts'));
 await part('recovery', '4. recovery on Redis', () => runPart<RecoveryResult>('recovery.ts'));
+await part('budget', '6. CPU per webhook by stage', () => runPart<BudgetResult>('cpu-budget.ts'));
 const totalSeconds = (performance.now() - started) / 1000;
 
 // ---- summary
@@ -165,6 +168,28 @@ function ingestDetail(r: IngestResult | undefined, label: string): string[] {
   ];
 }
 
+function budgetSection(budget: BudgetResult | undefined): string[] {
+  if (!budget) return [];
+  const stages = Object.keys(budget.baseline) as (keyof BudgetResult['baseline'])[];
+  const sum = (b: BudgetResult['baseline']): number => stages.reduce((total, stage) => total + b[stage], 0);
+  return [
+    '## CPU per webhook, by stage',
+    '',
+    'From V8 CPU profiles (bench/cpu-budget.ts, sampling every 100 µs) of each server under steady `wrk -t1 -c50` load after a warm-up; every sample is charged to the stage of the frame nearest the leaf ' +
+      `that belongs to one, divided by the webhooks answered (${budget.requests.baseline.toLocaleString('en-US')} baseline, ${budget.requests.service.toLocaleString('en-US')} service). ` +
+      '"HTTP in/out (Node)" is Node\'s own HTTP, stream and socket code; "other" is what no rule claims. Regenerate with `npx tsx bench/cpu-budget.ts`.',
+    '',
+    ...markdownTable(
+      ['stage', 'baseline µs', 'service µs', 'difference µs'],
+      [
+        ...stages.map((stage) => [stage, fmt(budget.baseline[stage], 1), fmt(budget.service[stage], 1), fmt(budget.service[stage] - budget.baseline[stage], 1)]),
+        ['total', fmt(sum(budget.baseline), 1), fmt(sum(budget.service), 1), fmt(sum(budget.service) - sum(budget.baseline), 1)],
+      ],
+    ),
+    '',
+  ];
+}
+
 if (write) {
   const cpu = cpus();
   const date = new Date().toISOString();
@@ -181,6 +206,7 @@ if (write) {
     '',
     ...markdownTable(headers, rows),
     '',
+    ...budgetSection(results.budget),
     '## Growth: per live call, by number of live calls',
     '',
     ...markdownTable(growthHeaders, growthRows),

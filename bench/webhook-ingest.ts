@@ -12,16 +12,15 @@
 // where the warm-up stopped. Rounds alternate baseline, service, baseline, service, ...
 // With Redis, `INFO commandstats` before and after the measured run counts the Redis commands
 // per webhook.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signWebhook } from '../dev/webhook-sender.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort, useRedis, type RedisHandle } from '../dev/redis-server.js';
-import { argument, BENCH_API_KEY, BENCH_API_SECRET, BENCH_CONTROL_KEY, benchDir, finish, fmt, fmtInt, median, out, sleep, textTable, verdict } from './common.js';
-import { callEvents, EVENTS_PER_CALL } from './inbound-calls.js';
+import { BENCH_API_KEY, BENCH_API_SECRET, argument, finish, fmt, fmtInt, median, out, textTable, verdict } from './common.js';
+import { EVENTS_PER_CALL } from './inbound-calls.js';
+import { build, CONNECTIONS, rssMiB, startServer, stop, wrk, writeRequests } from './servers.js';
 
 export interface IngestRound {
   target: 'baseline' | 'service';
@@ -58,103 +57,6 @@ export interface IngestResult {
   /** calls the service created and ended, from its own counters, over every measured round */
   callsCreated: number;
   callsEnded: number;
-}
-
-const CONNECTIONS = 50;
-/** calls whose events interleave: a call's next event is sent this many calls later */
-const WINDOW = 2000;
-const root = join(benchDir, '..');
-
-/** Builds dist/ as `npm start` would (tsc -b: incremental, quick when nothing changed). */
-function build(): void {
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
-}
-
-/** Writes `calls` calls' webhooks, signed now, as "<authorization>\t<body>" lines in replay order. */
-async function writeRequests(file: string, calls: number): Promise<number> {
-  const lines: string[] = [];
-  let bytes = 0;
-  for (let start = 0; start < calls; start += WINDOW) {
-    const window = Array.from({ length: Math.min(WINDOW, calls - start) }, () => callEvents());
-    for (let event = 0; event < EVENTS_PER_CALL; event++) {
-      for (const call of window) {
-        const body = call.bodies[event] as string;
-        bytes += Buffer.byteLength(body);
-        lines.push(`${await signWebhook(body, { apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET })}\t${body}`);
-      }
-    }
-  }
-  writeFileSync(file, `${lines.join('\n')}\n`);
-  return bytes / lines.length;
-}
-
-interface WrkRun {
-  requests: number;
-  throughput: number;
-  p50: number;
-  p99: number;
-  max: number;
-  non2xx: number;
-  cpuPct: number;
-}
-
-const toMs = (value: string, unit: string): number => Number(value) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 }[unit] ?? Number.NaN);
-
-/** One wrk run; its CPU time comes from the shell's `times` (children's user and system time). */
-function wrk(port: number, file: string, start: number, seconds: number): WrkRun {
-  const script = join(benchDir, 'replay.lua');
-  const command = `wrk -t1 -c${CONNECTIONS} -d${seconds}s --latency -s '${script}' http://127.0.0.1:${port} -- '${file}' ${start}; times`;
-  const result = spawnSync('bash', ['-c', command], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`wrk failed: ${result.stderr || result.stdout}`);
-  const text = result.stdout;
-  const latency = (label: string): number => {
-    const match = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(text);
-    return match ? toMs(match[1] as string, match[2] as string) : Number.NaN;
-  };
-  const max = /^\s*Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)/m.exec(text);
-  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? Number.NaN);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
-  // `times`: the shell's own line, then its children's: "0m1.234s 0m0.567s 0m2.345s 0m0.678s"
-  const times = text.trim().split('\n').at(-1)?.split(/\s+/) ?? [];
-  const seconds_ = (value: string | undefined): number => {
-    const match = /(\d+)m([\d.]+)s/.exec(value ?? '');
-    return match ? Number(match[1]) * 60 + Number(match[2]) : Number.NaN;
-  };
-  return {
-    requests,
-    throughput: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? Number.NaN),
-    p50: latency('50%'),
-    p99: latency('99%'),
-    max: max ? toMs(max[1] as string, max[2] as string) : Number.NaN,
-    non2xx,
-    cpuPct: ((seconds_(times[0]) + seconds_(times[1])) / seconds) * 100,
-  };
-}
-
-function rssMiB(pid: number | undefined): number {
-  try {
-    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb ? Number(kb) / 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-async function waitHealthy(port: number, child: ChildProcess, log: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode} (log: ${log})`);
-    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
-    if (ok) return;
-    await sleep(25);
-  }
-  throw new Error(`the server did not answer /healthz (log: ${log})`);
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 /** The total of `INFO commandstats` calls (a bare RESP request, no client library). */
@@ -211,30 +113,13 @@ async function main(): Promise<void> {
     for (const target of ['baseline', 'service'] as const) {
       meanBodyBytes = await writeRequests(requestsFile, calls);
       const port = await freePort();
-      const logFd = openSync(log, 'a');
-      const child =
-        target === 'baseline'
-          ? spawn(process.execPath, [join(benchDir, 'baseline-server.mjs'), String(port), BENCH_API_KEY, BENCH_API_SECRET], { cwd: root, stdio: ['ignore', logFd, logFd] })
-          : spawn(process.execPath, ['--enable-source-maps', join(root, 'dist', 'src', 'main.js')], {
-              cwd: root,
-              stdio: ['ignore', logFd, logFd],
-              env: {
-                PATH: process.env.PATH,
-                HOME: process.env.HOME,
-                NODE_ENV: 'production',
-                PORT: String(port),
-                HOST: '127.0.0.1',
-                LIVEKIT_URL: standIn.url,
-                LIVEKIT_API_KEY: BENCH_API_KEY,
-                LIVEKIT_API_SECRET: BENCH_API_SECRET,
-                CONTROL_API_KEYS: BENCH_CONTROL_KEY,
-                LOG_LEVEL: 'info',
-                RECONCILE_INTERVAL_S: '0',
-                ...(redis ? { REDIS_URL: redis.url, REDIS_KEY_PREFIX: `bench${pair}:` } : {}),
-              },
-            });
+      const child = await startServer(target, {
+        port,
+        log,
+        livekitUrl: standIn.url,
+        env: redis ? { REDIS_URL: redis.url, REDIS_KEY_PREFIX: `bench${pair}:` } : {},
+      });
       try {
-        await waitHealthy(port, child, log);
         const warm = wrk(port, requestsFile, 0, warmS);
         const before = redis && target === 'service' ? await redisCommandCount(redis.url) : null;
         const run = wrk(port, requestsFile, warm.requests % (calls * EVENTS_PER_CALL), runS);
