@@ -36,7 +36,7 @@ export type Stage = (typeof STAGES)[number];
 /** [stage, test on "<url> <function name>"], first match wins, tried from the leaf up. */
 const RULES: [Stage, RegExp][] = [
   ['GC', /^ \(garbage collector\)$/],
-  ['verification', /\/jose\/|TokenVerifier|node:crypto|webhook\.routes\.js bodyHash/],
+  ['verification', /\/jose\/|TokenVerifier|node:crypto|node:internal\/crypto|webhook\.routes\.js bodyHash/],
   ['decode', /@bufbuild\/protobuf|@livekit\/protocol|livekit\/webhook-event\.js/],
   ['actor (xstate)', /\/xstate\/|src\/calls\/|machines\//],
   ['commit (store)', /src\/store\//],
@@ -45,7 +45,7 @@ const RULES: [Stage, RegExp][] = [
   ['metrics', /prom-client|obs\/metrics\.js/],
   ['webhook routing', /src\/inbound\//],
   ['Koa and routing', /\/koa\/|\/koa-compose\/|@koa\/router|path-to-regexp|src\/http\/|baseline-server\.mjs|\/type-is\/|\/mime-types\//],
-  ['HTTP in/out (Node)', /^node:|^ \(program\)$/],
+  ['HTTP in/out (Node)', /^node:/],
 ];
 
 interface ProfileNode {

@@ -177,7 +177,7 @@ function budgetSection(budget: BudgetResult | undefined): string[] {
     '',
     'From V8 CPU profiles (bench/cpu-budget.ts, sampling every 100 µs) of each server under steady `wrk -t1 -c50` load after a warm-up; every sample is charged to the stage of the frame nearest the leaf ' +
       `that belongs to one, divided by the webhooks answered (${budget.requests.baseline.toLocaleString('en-US')} baseline, ${budget.requests.service.toLocaleString('en-US')} service). ` +
-      '"HTTP in/out (Node)" is Node\'s own HTTP, stream and socket code; "other" is what no rule claims. Regenerate with `npx tsx bench/cpu-budget.ts`.',
+      '"HTTP in/out (Node)" is Node\'s own HTTP, stream and socket code; "other" is what no rule claims (mostly `(program)`: V8 and native work no JavaScript frame owns). Regenerate with `npx tsx bench/cpu-budget.ts`.',
     '',
     ...markdownTable(
       ['stage', 'baseline µs', 'service µs', 'difference µs'],
