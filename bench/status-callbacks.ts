@@ -2,22 +2,23 @@
 //
 //   tsx bench/status-callbacks.ts [--calls 600] [--pairs 3] [--delay-ms 250]
 //
-// Each round starts the service afresh as its own process (src/main.ts, in-memory store, log to a
-// file), once without status callbacks and once with every event pushed to a receiver that answers
+// Each round starts the service afresh as its own process (the compiled build, started by
+// bench/servers.ts: in-memory store, log to a file), once without status callbacks and once with every event pushed to a receiver that answers
 // 2xx only after --delay-ms (a process of its own), alternating off, on, off, on, ... The load
 // generator (bench/load-generator.ts, its own process) replays the same signed inbound-call
 // webhooks to both. Printed per round and as medians: webhook req/s, p50, p99, and for the rounds
 // with callbacks how many were delivered and how long the outbox took to drain after the load.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { openSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
+import { freePort } from '../dev/redis-server.js';
 import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, fmt, fmtInt, latencySummary, median, out, textTable } from './common.js';
 import type { RoundRequest, RoundResult } from './load-generator.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
+import { build, startServer, stop } from './servers.js';
 
 const CONNECTIONS = 50;
 const WINDOW = 20;
@@ -37,14 +38,6 @@ async function receiver(delayMs: number): Promise<void> {
   process.on('message', () => process.send?.({ received }));
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** Forks a script and waits for its first message that has `key` (the load generator's module says `ready` wherever it is imported). */
 function forkChild(script: string, args: string[], key: string): Promise<{ child: ChildProcess; hello: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -58,26 +51,6 @@ function forkChild(script: string, args: string[], key: string): Promise<{ child
     };
     child.on('message', onMessage);
   });
-}
-
-async function startService(env: Record<string, string>, logFile: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', log, log],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { child, url };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`the service did not start (log: ${logFile})`);
 }
 
 function round(generator: ChildProcess, port: number, calls: number): Promise<RoundResult> {
@@ -116,21 +89,22 @@ async function main(): Promise<void> {
   const calls = Math.round(Number(argument('calls', '600')) / CONNECTIONS) * CONNECTIONS;
   const pairs = Number(argument('pairs', '3'));
   const delayMs = Number(argument('delay-ms', '250'));
+  build();
   const standIn = await startLiveKitStandIn({ apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET });
   const slow = await forkChild(join(benchDir, 'status-callbacks.ts'), ['--receiver', String(delayMs)], 'port');
   const generator = (await forkChild(join(benchDir, 'load-generator.ts'), [], 'type')).child;
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const logFile = join(process.env.TMPDIR ?? '/tmp', `bench-status-callbacks-${process.pid}.log`);
-  const base = { LIVEKIT_URL: standIn.url, LIVEKIT_API_KEY: BENCH_API_KEY, LIVEKIT_API_SECRET: BENCH_API_SECRET, LOG_LEVEL: 'info', RECONCILE_INTERVAL_S: '0' };
-  const withCallbacks = { ...base, STATUS_CALLBACK_URL: `http://127.0.0.1:${String(slow.hello.port)}/hook`, STATUS_CALLBACK_SECRET: secret };
+  const withCallbacks = { STATUS_CALLBACK_URL: `http://127.0.0.1:${String(slow.hello.port)}/hook`, STATUS_CALLBACK_SECRET: secret };
 
   out(`status callbacks: ${calls * EVENTS_PER_CALL} webhooks per round (${calls} calls), ${CONNECTIONS} connections, ` +
     `receiver answers after ${delayMs} ms, ${pairs} pairs, each round a fresh service process; log ${logFile}`);
   const rounds: Round[] = [];
   for (let pair = 0; pair < pairs; pair++) {
     for (const callbacks of [false, true]) {
-      const service = await startService(callbacks ? withCallbacks : base, logFile);
-      const port = Number(new URL(service.url).port);
+      const port = await freePort();
+      const child = await startServer('service', { port, log: logFile, livekitUrl: standIn.url, env: callbacks ? withCallbacks : {} });
+      const service = { child, url: `http://127.0.0.1:${port}` };
       await round(generator, port, CONNECTIONS * 2); // warm-up, not counted
       const result = await round(generator, port, calls);
       const latency = latencySummary(result.latencies);
@@ -143,7 +117,7 @@ async function main(): Promise<void> {
         drainS = (performance.now() - started) / 1000;
       }
       const delivered = await metric(service.url, 'control_plane_status_callbacks_total{outcome="delivered"}');
-      service.child.kill('SIGKILL');
+      await stop(service.child);
       const entry: Round = {
         callbacks,
         throughput: (result.requests / result.elapsedMs) * 1000,

@@ -8,6 +8,7 @@ import type { Delivery, Outbox } from '../store/outbox.port.js';
 import { callNotFound } from './calls.routes.js';
 import { readJsonBody } from './json-body.js';
 import { Problem } from './problem.js';
+import { iso } from './session.js';
 import { EmptyBody } from './schemas.js';
 
 export interface DeliveryRouteOptions {
@@ -17,8 +18,6 @@ export interface DeliveryRouteOptions {
   /** a redelivery was recorded: send it */
   redelivered: () => void;
 }
-
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export function toDeliveryView(delivery: Delivery) {
   return {

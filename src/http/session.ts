@@ -43,7 +43,8 @@ export interface Session {
   display_name: string | null;
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** Epoch ms as the API writes times (ISO-8601 UTC), null as null. */
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 export function toSession(record: CallRecord, language: Language = 'en'): Session {
   const context: CallContext = record.context;
