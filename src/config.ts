@@ -244,7 +244,7 @@ export function loadConfig(env: Env): Config {
 }
 
 /** The default STATUS_CALLBACK_RETRY_SCHEDULE_S: about two days of retries in all. */
-export const DEFAULT_RETRY_SCHEDULE_S = Object.freeze([5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400]);
+const DEFAULT_RETRY_SCHEDULE_S = Object.freeze([5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400]);
 const WHSEC = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
 
 function list(env: Env, name: string): string[] | undefined {
@@ -257,7 +257,7 @@ function list(env: Env, name: string): string[] | undefined {
 }
 
 /** Whether a `whsec_` secret decodes to 24-64 bytes (Standard Webhooks' symmetric secrets). */
-export function isWebhookSecret(secret: string): boolean {
+function isWebhookSecret(secret: string): boolean {
   const match = WHSEC.exec(secret);
   if (!match?.[1] || match[1].length % 4 !== 0) return false;
   const bytes = Buffer.from(match[1], 'base64').length;

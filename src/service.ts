@@ -68,7 +68,7 @@ const TIMER_CLAIM_LIMIT = 200;
 /** a claimed timer comes back to any replica after this if its call was not moved on */
 const TIMER_LEASE_MS = 10_000;
 const STATUS_CALLBACK_POLL_MS = 250;
-export const USER_AGENT = 'control-plane-status-callbacks/1';
+const USER_AGENT = 'control-plane-status-callbacks/1';
 
 export function callSettings(config: Config): CallSettings {
   return {

@@ -9,7 +9,7 @@ import type { CallRecord } from '../store/call-store.port.js';
 const UNNAMED_RECORDS_MACHINE = 'call-v1';
 
 /** The chart that wrote a record. */
-export function machineOf(record: CallRecord): string {
+function machineOf(record: CallRecord): string {
   return (record as Partial<CallRecord>).machine ?? UNNAMED_RECORDS_MACHINE;
 }
 

@@ -19,7 +19,7 @@ export interface DeliveryRouteOptions {
   redelivered: () => void;
 }
 
-export function toDeliveryView(delivery: Delivery) {
+function toDeliveryView(delivery: Delivery) {
   return {
     event_id: delivery.eventId,
     event: delivery.event,
