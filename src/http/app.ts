@@ -77,9 +77,7 @@ export function createApp(options: AppOptions): Koa {
     ctx.body = { status: 'ready' };
   });
   const openRouters = [
-    open,
-    // Counts only, no call data: scraped without a Control API key, like /healthz.
-    metricsRoutes(options.metrics),
+    // First: LiveKit's webhooks are by far the most frequent requests.
     webhookRoutes({
       apiKey: options.livekit.apiKey,
       apiSecret: options.livekit.apiSecret,
@@ -88,6 +86,9 @@ export function createApp(options: AppOptions): Koa {
       metrics: options.metrics,
       logger: options.logger,
     }),
+    open,
+    // Counts only, no call data: scraped without a Control API key, like /healthz.
+    metricsRoutes(options.metrics),
   ];
   const apiRouters = [
     callReadRoutes(options.store),

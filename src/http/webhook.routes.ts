@@ -1,11 +1,13 @@
 // POST /webhook (docs/api.md): LiveKit's events, verified exactly as livekit-server-sdk's
-// WebhookReceiver verifies them, with the SDK's own TokenVerifier, then applied to calls.
+// WebhookReceiver verifies them (the token as TokenVerifier checks it, then the body's sha256), then
+// applied to calls.
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
-import { TokenVerifier, WebhookEvent } from 'livekit-server-sdk';
+import { WebhookEvent } from 'livekit-server-sdk';
 import type { WebhookIngest } from '../inbound/webhook-ingest.js';
 import { toIncomingWebhook } from '../livekit/webhook-event.js';
+import { createWebhookTokenVerifier } from '../livekit/webhook-token.js';
 import type { Logger } from '../obs/logger.js';
 import type { Metrics, WebhookOutcome } from '../obs/metrics.js';
 import { Problem } from './problem.js';
@@ -30,13 +32,21 @@ const REFUSALS: Record<number, WebhookOutcome> = {
 
 const ACCEPTED_TYPES = ['application/webhook+json', 'application/json'];
 
+/** The media type of a Content-Type header, parameters and case aside (what `ctx.is` decides, without its parser). */
+function acceptedType(header: string | undefined): boolean {
+  if (!header) return false;
+  const end = header.indexOf(';');
+  const type = (end === -1 ? header : header.slice(0, end)).trim().toLowerCase();
+  return ACCEPTED_TYPES.includes(type);
+}
+
 /** Standard base64 of SHA-256 over the raw bytes: the `sha256` claim LiveKit signs. */
 function bodyHash(body: Buffer): string {
   return createHash('sha256').update(body).digest('base64');
 }
 
 export function webhookRoutes(options: WebhookRouteOptions): Router {
-  const verifier = new TokenVerifier(options.apiKey, options.apiSecret);
+  const verify = createWebhookTokenVerifier(options.apiKey, options.apiSecret);
   const router = new Router();
 
   /** Counts every answer by outcome for /metrics. */
@@ -50,16 +60,16 @@ export function webhookRoutes(options: WebhookRouteOptions): Router {
   };
 
   const receive: Middleware = async (ctx) => {
-    if (!ctx.is(ACCEPTED_TYPES)) {
+    if (!acceptedType(ctx.req.headers['content-type'])) {
       throw new Problem(415, 'unsupported_media_type', 'Unsupported media type', `send ${ACCEPTED_TYPES.join(' or ')}`);
     }
     const token = ctx.get('authorization').trim();
     if (!token) throw new Problem(401, 'webhook_unauthorized', 'Unauthorized', 'the Authorization header is missing');
     const body = await readRawBody(ctx.req, options.maxBodyBytes);
 
-    let claims: { sha256?: unknown };
+    let claims: Record<string, unknown>;
     try {
-      claims = await verifier.verify(token);
+      claims = await verify(token);
     } catch {
       throw new Problem(401, 'webhook_unauthorized', 'Unauthorized', 'the webhook signature is not valid');
     }

@@ -1,6 +1,8 @@
 // pino, with phone numbers masked in every line and secrets never written (docs/observability.md).
+// Secrets are dropped by the masking walk (mask.ts, maskForLog) rather than pino's path-based redact: the
+// walk visits every field anyway, and it catches a secret at any depth.
 import { pino, type Logger, type LevelWithSilent, type DestinationStream } from 'pino';
-import { maskDeep, maskPhoneNumbers } from './mask.js';
+import { maskForLog, maskPhoneNumbers } from './mask.js';
 import type { ObsEnvelope } from './envelope.js';
 
 export type { Logger } from 'pino';
@@ -10,30 +12,16 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
-/** Keys whose values are secrets: replaced, never printed, at the top level or one level down. */
-const SECRET_PATHS = [
-  'authorization',
-  '*.authorization',
-  'headers.authorization',
-  'req.headers.authorization',
-  'apiSecret',
-  '*.apiSecret',
-  'secret',
-  '*.secret',
-  'token',
-  '*.token',
-];
-
 export function createLogger(options: LoggerOptions): Logger {
   const logger = pino(
     {
       level: options.level,
       base: { service: 'control-plane' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: SECRET_PATHS, censor: '[redacted]' },
       formatters: {
         level: (label) => ({ level: label }),
-        log: (object) => maskDeep(object),
+        // Phone numbers masked and secrets ([redacted]) dropped in one walk over the line's fields.
+        log: (object) => maskForLog(object),
       },
       hooks: {
         // Messages are masked as well as objects: an error text may carry a dialed number.
@@ -55,7 +43,7 @@ export function createLogger(options: LoggerOptions): Logger {
   // inherit this method from the root logger, so every descendant masks too.
   const pinoChild = logger.child;
   logger.child = function (this: Logger, bindings, childOptions) {
-    return pinoChild.call(this, maskDeep(bindings), childOptions);
+    return pinoChild.call(this, maskForLog(bindings), childOptions);
   } as Logger['child'];
   return logger;
 }

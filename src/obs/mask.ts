@@ -39,21 +39,37 @@ export function maskPhoneNumbers(text: string, mask: PhoneMask = 'ends'): string
  * becomes `'[Circular]'`.
  */
 export function maskDeep<T>(value: T): T {
-  return maskValue(value, new WeakSet()) as T;
+  return maskValue(value, new WeakSet(), false) as T;
 }
 
-function maskValue(value: unknown, path: WeakSet<object>): unknown {
-  if (typeof value === 'string') return maskPhoneNumbers(value);
+/** Keys whose values are secrets: never written to a log, at any depth. */
+const SECRET_KEYS: ReadonlySet<string> = new Set(['authorization', 'Authorization', 'apiSecret', 'secret', 'token']);
+export const REDACTED = '[redacted]';
+
+/** maskDeep, with the value of every secret key (SECRET_KEYS) replaced by `[redacted]`: what a log line may hold. */
+export function maskForLog<T>(value: T): T {
+  return maskValue(value, new WeakSet(), true) as T;
+}
+
+// A phone number has at least six digits with at most three separators between two of them; a
+// string without such a run is returned as it is, without the full pattern's scan.
+const MAYBE_PHONE = /\d(?:[\s().-]{0,3}\d){5}/;
+
+function maskValue(value: unknown, path: WeakSet<object>, redact: boolean): unknown {
+  if (typeof value === 'string') return MAYBE_PHONE.test(value) ? maskPhoneNumbers(value) : value;
   if (value === null || typeof value !== 'object') return value;
   if (path.has(value)) return '[Circular]';
   path.add(value);
   try {
-    if (Array.isArray(value)) return value.map((item) => maskValue(item, path));
-    if (value instanceof Error) return maskError(value, path);
+    if (Array.isArray(value)) return value.map((item) => maskValue(item, path, redact));
+    if (value instanceof Error) return maskError(value, path, redact);
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return maskValue(toJSON.call(value), path);
+    if (typeof toJSON === 'function') return maskValue(toJSON.call(value), path, redact);
     const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key] = maskValue(item, path);
+    for (const key in value) {
+      if (!Object.hasOwn(value, key)) continue;
+      out[key] = redact && SECRET_KEYS.has(key) ? REDACTED : maskValue((value as Record<string, unknown>)[key], path, redact);
+    }
     return out;
   } finally {
     path.delete(value);
@@ -62,12 +78,12 @@ function maskValue(value: unknown, path: WeakSet<object>): unknown {
 
 // Keeps the error's prototype so pino's `err` serializer still reports its class as `type`;
 // the copied fields are own and enumerable, so JSON.stringify (the inspector) keeps them too.
-function maskError(err: Error, path: WeakSet<object>): Record<string, unknown> {
+function maskError(err: Error, path: WeakSet<object>, redact: boolean): Record<string, unknown> {
   const out = Object.create(Object.getPrototypeOf(err) as object | null) as Record<string, unknown>;
   out.type = err.name;
   out.message = maskPhoneNumbers(err.message);
   if (err.stack !== undefined) out.stack = maskPhoneNumbers(err.stack);
-  for (const [key, item] of Object.entries(err)) out[key] = maskValue(item, path);
-  if (err.cause !== undefined) out.cause = maskValue(err.cause, path);
+  for (const [key, item] of Object.entries(err)) out[key] = redact && SECRET_KEYS.has(key) ? REDACTED : maskValue(item, path, redact);
+  if (err.cause !== undefined) out.cause = maskValue(err.cause, path, redact);
   return out;
 }

@@ -153,4 +153,22 @@ describe('KeyedQueue', () => {
     await queue.idle();
     expect(keysHeld(queue)).toBe(0);
   });
+
+  it('starts the task of an idle key at once, and a task that queues on its own key waits for itself', async () => {
+    const queue = new KeyedQueue();
+    const log: string[] = [];
+    let inner: Promise<string> | undefined;
+    const outer = queue.run('call-1', async () => {
+      log.push('outer starts');
+      // queued before the outer task's first await: it must still wait for the outer task to end
+      inner = queue.run('call-1', logged(log, 'inner'));
+      await settle();
+      log.push('outer ends');
+      return 'outer';
+    });
+    expect(log).toEqual(['outer starts']);
+    expect(await outer).toBe('outer');
+    expect(await inner).toBe('inner');
+    expect(log).toEqual(['outer starts', 'outer ends', 'inner starts', 'inner ends']);
+  });
 });

@@ -136,6 +136,22 @@ describe('createLogger', () => {
       expect(c.raw()[0]).not.toContain('control-key-aaaa');
     });
 
+    it('redacts a secret at any depth, also inside an error', () => {
+      const c = capture();
+      const err = Object.assign(new Error('refused'), { token: 'tok-in-error' });
+      c.logger.info({ a: { b: { c: { secret: 'deep-secret-value' } } }, err }, 'deep');
+      expect(only(c).a).toEqual({ b: { c: { secret: '[redacted]' } } });
+      expect(c.raw()[0]).not.toContain('deep-secret-value');
+      expect(c.raw()[0]).not.toContain('tok-in-error');
+    });
+
+    it("redacts the secrets of a child logger's bindings", () => {
+      const c = capture();
+      c.logger.child({ session_id: 's1', headers: { authorization: 'Bearer child-binding-key' } }).info('from a child');
+      expect(c.raw()[0]).not.toContain('child-binding-key');
+      expect(only(c).headers).toEqual({ authorization: '[redacted]' });
+    });
+
     it('redacts the LiveKit API secret inside a livekit options object', () => {
       const c = capture();
       c.logger.info({ livekit: { url: 'wss://x.livekit.cloud', apiKey: 'APIabc', apiSecret: 'sUp3r-s3cret' } }, 'livekit');
