@@ -56,6 +56,9 @@ export interface MemoryResult {
   reps: number;
   liveCallsChecked: number;
   liveCallErrors: number;
+  /** heap an ended call holds while the in-memory store retains it (record, events, indexes), bytes */
+  bytesPerEndedCall: number;
+  endedCalls: number;
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -159,6 +162,30 @@ async function sendRate(population: Population, pairs: number, rep: number): Pro
   return { rate: ((pairs * 2) / elapsed) * 1000, gcShare: (gcMs - gcBefore) / elapsed };
 }
 
+/**
+ * Heap per ended call the in-memory store retains: `count` calls created, answered and ended by
+ * room_finished in a fresh service, heap after minus before (fewer calls than MAX_RETAINED_CALLS, so
+ * none is dropped).
+ */
+async function endedCallBytes(config: ReturnType<typeof benchConfig>, log: ReturnType<typeof fileLogger>, count: number): Promise<number> {
+  const service = createService({ config, logger: log.logger, livekit: createLiveKitAdapter(config.livekit) });
+  await log.drain();
+  const before = heapUsed();
+  const ids = await populate(service, count, callSettings(config), 10_000_000);
+  for (let start = 0; start < ids.length; start += BATCH) {
+    await Promise.all(ids.slice(start, start + BATCH).map(async (id) => {
+      const result = await service.runtime.send(id, { type: 'livekit.room_finished' });
+      if (result.outcome !== 'applied' || result.record.state !== 'ended') throw new Error(`room_finished did not end ${id}`);
+    }));
+    await yieldToEventLoop();
+  }
+  await log.drain();
+  const after = heapUsed();
+  if (service.runtime.liveCount !== 0) throw new Error(`${service.runtime.liveCount} actors of ended calls are still live`);
+  await service.close();
+  return (after - before) / count;
+}
+
 async function main(): Promise<void> {
   const sizes = argument('sizes', '1000,10000,100000').split(',').map(Number);
   const pairs = Number(argument('pairs', '5000'));
@@ -242,7 +269,12 @@ async function main(): Promise<void> {
     const sendRatios = sendRates.map((rate, rep) => rate / (rates[0]?.[rep] ?? Number.NaN));
     return { ...entry, sendRates, sendRate: median(sendRates), sendGcShare: median(gcShares[i] ?? []), sendRatios, sendRatio: median(sendRatios) };
   });
+  const endedCalls = 5000;
+  const bytesPerEndedCall = await endedCallBytes(config, log, endedCalls);
+  out(`  ended calls kept by the in-memory store: ${fmt(bytesPerEndedCall / 1024)} KiB per call (${fmtInt(endedCalls)} calls)`);
   const result: MemoryResult = {
+    bytesPerEndedCall,
+    endedCalls,
     sizes: results,
     targetBytesPerCall: 12 * 1024,
     eventsPerMeasurement: pairs * 2,

@@ -11,6 +11,8 @@ import type { MemoryResult } from './memory.js';
 import type { RecoveryResult } from './recovery.js';
 import type { IngestResult } from './webhook-ingest.js';
 import type { BudgetResult } from './cpu-budget.js';
+import type { BoundResult, BoundRun } from './memory-bound.js';
+import type { StartupResult } from './startup.js';
 
 interface Results {
   ingestMemory?: IngestResult;
@@ -19,6 +21,8 @@ interface Results {
   control?: ControlResult;
   recovery?: RecoveryResult;
   budget?: BudgetResult;
+  bound?: BoundResult;
+  startup?: StartupResult;
 }
 
 type Row = [figure: string, baseline: string, service: string, ratio: string, target: string, verdict: string];
@@ -46,6 +50,8 @@ await part('memory', '2 + 5. live-call memory and growth', () => runPart<MemoryR
 await part('control', '3. Control API: POST /v1/calls -> dialing', () => runPart<ControlResult>('control-api.ts'));
 await part('recovery', '4. recovery on Redis', () => runPart<RecoveryResult>('recovery.ts'));
 await part('budget', '6. CPU per webhook by stage', () => runPart<BudgetResult>('cpu-budget.ts'));
+await part('bound', '7. bounded memory under 300,000 webhooks', () => runPart<BoundResult>('memory-bound.ts'));
+await part('startup', '8. start-up and idle', () => runPart<StartupResult>('startup.ts'));
 const totalSeconds = (performance.now() - started) / 1000;
 
 // ---- summary
@@ -92,6 +98,7 @@ if (memory) {
       verdict(size.bytesPerCall <= memory.targetBytesPerCall),
     ]);
   }
+  rows.push(['heap per ended call kept by the in-memory store', '', `${fmt(memory.bytesPerEndedCall / 1024)} KiB/call`, '', '', '']);
   if (memory.liveCallErrors > 0) rows.push(['live calls in a wrong state', '', String(memory.liveCallErrors), '', '0', 'WRONG']);
 } else rows.push(missing('live-call memory'));
 
@@ -119,6 +126,39 @@ if (recovery) {
     recovery.callErrors > 0 ? `${recovery.callErrors} WRONG` : verdict(recovery.worstColdSeconds < recovery.targetSeconds),
   ]);
 } else rows.push(missing('recovery'));
+
+const bound = results.bound;
+if (bound) {
+  for (const run of [bound.memory, bound.redis]) {
+    const first = run.rounds[0];
+    const label = run.store === 'memory' ? 'in-memory' : `Redis, ${run.replicas} replicas`;
+    if (!first) continue;
+    const worst = Math.max(...first.rssMiB);
+    rows.push([`RSS after ${fmtInt(first.webhooks)} webhooks, ${label}, MiB`, '', first.rssMiB.map((x) => fmt(x, 0)).join(', '), '', `<= ${bound.rssBoundMiB}`, verdict(worst <= bound.rssBoundMiB)]);
+    const growth = Math.max(...run.growth);
+    rows.push([`RSS after ${fmtInt(run.rounds.at(-1)?.webhooks ?? 0)} / after ${fmtInt(first.webhooks)}, ${label}`, '', run.growth.map((g) => fmt(g)).join(', '), '', `<= ${bound.flatRatio}`, verdict(growth <= bound.flatRatio)]);
+  }
+} else rows.push(missing('bounded memory'));
+
+const startup = results.startup;
+if (startup) {
+  rows.push(['start-up: spawn to /healthz ms', fmt(startup.baseline.startupMs, 0), fmt(startup.service.startupMs, 0), fmt(startup.service.startupMs / startup.baseline.startupMs), '', '']);
+  rows.push(['idle RSS MiB', fmt(startup.baseline.idleRssMiB, 0), fmt(startup.service.idleRssMiB, 0), fmt(startup.service.idleRssMiB / startup.baseline.idleRssMiB), '', '']);
+} else rows.push(missing('start-up and idle'));
+
+function boundDetail(run: BoundRun): string[] {
+  const redis = run.store === 'redis';
+  return [
+    ...markdownTable(
+      ['webhooks', ...run.idleRssMiB.map((_, i) => (run.replicas > 1 ? `RSS replica ${i + 1} MiB` : 'RSS MiB')), 'live actors', ...(redis ? ['Redis used MiB', 'Redis keys'] : [])],
+      [
+        ['0 (idle)', ...run.idleRssMiB.map((x) => fmt(x, 0)), '', ...(redis ? ['', ''] : [])],
+        ...run.rounds.map((r) => [fmtInt(r.webhooks), ...r.rssMiB.map((x) => fmt(x, 0)), r.liveActors.join(', '), ...(redis ? [fmt(r.redisUsedMiB ?? 0, 0), fmtInt(r.redisKeys ?? 0)] : [])]),
+      ],
+    ),
+    '',
+  ];
+}
 
 const headers = ['figure', 'baseline', 'service', 'ratio', 'target', 'verdict'];
 const growthHeaders = ['live calls', 'heap per call', 'rss', 'runtime.send events/s', 'ratio vs smallest', 'GC share of send time'];
@@ -226,6 +266,10 @@ if (write) {
       'heap used after a forced GC minus heap used just before, with the log file drained, divided by N.',
     '- **Control API** (bench/control-api.ts): open-loop `POST /v1/calls` at a fixed rate; service latency = POST sent until the call\'s `call.dialing` event on `service.bus`; ' +
       'baseline = HTTP round trip of a bare Koa route that parses the JSON body and answers 201. The stand-in (own process) answers CreateSIPParticipant at once; every call is checked connected.',
+    '- **Bounded memory** (bench/memory-bound.ts): the compiled service with its default configuration, fed by the load generator (bench/load-generator.ts, a process of its own) ' +
+      'rounds of 20,000 fresh inbound calls (100,000 webhooks), every call run to its end; RSS (VmRSS) after each round and a few seconds of quiet. On Redis, two replicas on one Redis and key prefix, ' +
+      'each fed its half of every round at the same time.',
+    '- **Start-up and idle** (bench/startup.ts): spawn until the first `GET /healthz` 200, and VmRSS 3 s later, for the service as `npm start` runs it and for the baseline Koa app, fresh processes, alternating.',
     '- **Recovery** (bench/recovery.ts): 10k live connected calls on Redis; per pair, one event to every call on the running instance (warm), then the instance is closed and a fresh one ' +
       'on the same Redis and key prefix applies one event to every call (each restored from its snapshot). State, agents and seq are checked after every round.',
     '',
@@ -264,6 +308,41 @@ if (write) {
           ),
           '',
           `Creating the ${fmtInt(recovery.calls)} calls took ${fmt(recovery.createSeconds, 1)} s. Wrong calls: ${recovery.callErrors}.`,
+          '',
+        ]
+      : []),
+    ...(bound
+      ? [
+          '### Bounded memory: RSS by webhooks received',
+          '',
+          'What the in-memory store\'s memory is made of, with the default configuration: the process itself (idle RSS above); ' +
+            `at most MAX_RETAINED_CALLS = 10,000 ended calls of ${memory ? fmt(memory.bytesPerEndedCall / 1024) : '?'} KiB each (record, events, indexes; the event stream's ` +
+            'EVENT_STREAM_BUFFER = 10,000 envelopes are mostly the same objects); WEBHOOK_DEDUP_SIZE = 100,000 webhook ids of about 100 bytes each; ' +
+            `and ${memory?.sizes[0] ? fmt(memory.sizes[0].bytesPerCall / 1024) : '?'} KiB per live call, which only the calls in progress hold. ` +
+            'Everything else a call leaves (actor, timers, per-room queues, the live-calls gauge) is dropped when it ends. ' +
+            'RSS is V8\'s heap capacity rather than the live heap: under sustained load V8 grows its heap ahead of the live data and gives the pages back slowly.',
+          '',
+          'In-memory store, one process:',
+          '',
+          ...boundDetail(bound.memory),
+          `Redis, ${bound.redis.replicas} replicas (Redis's own memory grows with the ended calls it keeps for CALL_RETENTION_S; its webhook de-duplication keys expire after 6 minutes):`,
+          '',
+          ...boundDetail(bound.redis),
+        ]
+      : []),
+    ...(startup
+      ? [
+          '### Start-up and idle',
+          '',
+          ...markdownTable(
+            ['process', 'start-up ms (median, min-max)', 'idle RSS MiB (median, min-max)'],
+            (['baseline', 'service'] as const).map((target) => {
+              const f = startup[target];
+              return [target === 'baseline' ? 'baseline (bare Koa app)' : 'service (`npm start`)', `${fmt(f.startupMs, 0)} (${fmt(f.startupRange[0], 0)}-${fmt(f.startupRange[1], 0)})`, `${fmt(f.idleRssMiB, 0)} (${fmt(f.rssRange[0], 0)}-${fmt(f.rssRange[1], 0)})`];
+            }),
+          ),
+          '',
+          `${startup.runs} runs each after one uncounted run, idle RSS read ${startup.settleS} s after /healthz first answered.`,
           '',
         ]
       : []),

@@ -1,12 +1,13 @@
 // What the process-against-process webhook benchmarks share (bench/webhook-ingest.ts,
 // bench/cpu-budget.ts): the compiled service and the baseline started as servers of their own, files
 // of signed webhooks, and wrk replaying them (bench/replay.lua).
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signWebhook } from '../dev/webhook-sender.js';
 import { BENCH_API_KEY, BENCH_API_SECRET, BENCH_CONTROL_KEY, benchDir, sleep } from './common.js';
 import { callEvents, EVENTS_PER_CALL } from './inbound-calls.js';
+import type { RoundRequest, RoundResult } from './load-generator.js';
 
 export const CONNECTIONS = 50;
 /** calls whose events interleave: a call's next event is sent this many calls later */
@@ -148,4 +149,43 @@ export async function startServer(
     throw err;
   }
   return child;
+}
+
+/** Forks a script and waits for its first message that has `key` (the load generator's module says `ready` wherever it is imported). */
+export function forkChild(script: string, args: string[], key: string): Promise<{ child: ChildProcess; hello: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(script, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+    const onMessage = (hello: unknown): void => {
+      if (typeof hello !== 'object' || hello === null || !(key in hello)) return;
+      child.off('message', onMessage);
+      resolve({ child, hello: hello as Record<string, unknown> });
+    };
+    child.on('message', onMessage);
+  });
+}
+
+/** Has the load generator (bench/load-generator.ts, forked with forkChild) send `calls` fresh calls' webhooks to `port`. */
+export function generate(generator: ChildProcess, port: number, calls: number, load: { connections: number; window: number }): Promise<RoundResult> {
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`load generator exited with ${code}`));
+    generator.once('exit', onExit);
+    const onMessage = (message: { type: string }) => {
+      if (message.type !== 'done') return;
+      generator.off('message', onMessage);
+      generator.off('exit', onExit);
+      resolve(message as RoundResult);
+    };
+    generator.on('message', onMessage);
+    const request: RoundRequest = { type: 'round', port, calls, ...load, apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET };
+    generator.send(request);
+  });
+}
+
+/** A sample's value from the server's /metrics (the first line starting with `name`). */
+export async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  return line ? Number(line.split(' ').at(-1)) : Number.NaN;
 }

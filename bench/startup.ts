@@ -1,78 +1,53 @@
-// Start-up time and idle memory of the service process, each run a fresh process:
+// Start-up time and idle memory: the service against a bare Koa app, each run a fresh process.
 //
-//   npx tsx bench/startup.ts [--runs 7] [--settle 3]     (Linux: reads /proc)
+//   tsx bench/startup.ts [--runs 7] [--settle-s 3]     (Linux: reads /proc)
 //
-// Compares `tsx src/main.ts` (how the service ran before it had a build) with the command
-// `npm start` runs after its build (package.json: `exec node --enable-source-maps dist/src/main.js`;
-// this script runs `npm run build` first),
-// interleaved, after one uncounted warm-up run of each (which also fills tsx's transform cache).
-// Start-up = spawn until the first `GET /healthz` answering 200. Idle RSS = VmRSS, --settle seconds
-// later, summed over the process and its children (the tsx command runs the service in a child
-// node process). npm itself, when the service runs under `npm start`, is not counted.
-import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+// The service runs as `npm start` runs it after its build (`node --enable-source-maps
+// dist/src/main.js`, in-memory store, LiveKit = the stand-in); the baseline is
+// bench/baseline-server.mjs (Koa 3 + @koa/router with the webhook receiver and /healthz). They
+// alternate, after one uncounted run of each. Start-up = spawn until the first `GET /healthz`
+// answering 200; idle RSS = VmRSS --settle-s seconds later.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
-import { freePort } from '../dev/redis-server.js';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
-import { BENCH_CONTROL_KEY, fmt, median, out, sleep, textTable } from './common.js';
+import { freePort } from '../dev/redis-server.js';
+import { argument, BENCH_API_KEY, BENCH_API_SECRET, BENCH_CONTROL_KEY, benchDir, finish, fmt, median, out, sleep, textTable } from './common.js';
+import { build, root, rssMiB } from './servers.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' }, settle: { type: 'string', default: '3' } } });
-const runs = Number(values.runs);
-const settleMs = Number(values.settle) * 1000;
-
-const root = join(import.meta.dirname, '..');
-const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-const [, command, ...startArgs] = (scripts.start ?? '').split(/\s+/);
-if (command !== 'node') throw new Error(`expected the start script to be "exec node ...", got ${JSON.stringify(scripts.start)}`);
-execFileSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-
-interface Variant {
-  label: string;
-  args: string[];
-}
-const variants: Variant[] = [
-  { label: 'tsx src/main.ts', args: [join(root, 'node_modules/tsx/dist/cli.mjs'), 'src/main.ts'] },
-  { label: ['node', ...startArgs].join(' '), args: startArgs },
-];
-
-/** VmRSS in bytes of pid and every process below it. */
-function treeRss(pid: number): number {
-  const parentOf = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      // pid (comm) state ppid ...: comm may contain spaces, so read after the last ')'.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      // the process ended meanwhile
-    }
-  }
-  const tree = [pid];
-  for (let i = 0; i < tree.length; i++) for (const [child, parent] of parentOf) if (parent === tree[i]) tree.push(child);
-  let bytes = 0;
-  for (const member of tree) {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${member}/status`, 'utf8'));
-    bytes += Number(match?.[1] ?? 0) * 1024;
-  }
-  return bytes;
+export interface StartupFigures {
+  /** medians */
+  startupMs: number;
+  idleRssMiB: number;
+  startupRange: [number, number];
+  rssRange: [number, number];
 }
 
-const standIn = await startLiveKitStandIn();
+export interface StartupResult {
+  runs: number;
+  settleS: number;
+  baseline: StartupFigures;
+  service: StartupFigures;
+}
 
-async function measure(variant: Variant): Promise<{ startupMs: number; rssBytes: number }> {
+type Target = 'baseline' | 'service';
+
+async function measure(target: Target, livekitUrl: string, settleMs: number): Promise<{ startupMs: number; rssMiB: number }> {
   const port = await freePort();
+  const args =
+    target === 'baseline'
+      ? [join(benchDir, 'baseline-server.mjs'), String(port), BENCH_API_KEY, BENCH_API_SECRET]
+      : ['--enable-source-maps', join(root, 'dist', 'src', 'main.js')];
   const started = performance.now();
-  const child = spawn(process.execPath, variant.args, {
+  const child = spawn(process.execPath, args, {
     cwd: root,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
-      LIVEKIT_URL: standIn.url,
-      LIVEKIT_API_KEY: standIn.apiKey,
-      LIVEKIT_API_SECRET: standIn.apiSecret,
+      NODE_ENV: 'production',
+      LIVEKIT_URL: livekitUrl,
+      LIVEKIT_API_KEY: BENCH_API_KEY,
+      LIVEKIT_API_SECRET: BENCH_API_SECRET,
       CONTROL_API_KEYS: BENCH_CONTROL_KEY,
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -81,7 +56,7 @@ async function measure(variant: Variant): Promise<{ startupMs: number; rssBytes:
     stdio: 'ignore',
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let startupMs = NaN;
+  let startupMs = Number.NaN;
   while (child.exitCode === null && Number.isNaN(startupMs)) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -91,39 +66,52 @@ async function measure(variant: Variant): Promise<{ startupMs: number; rssBytes:
       await sleep(5);
     }
   }
-  if (Number.isNaN(startupMs)) throw new Error(`${variant.label} exited before answering /healthz`);
+  if (Number.isNaN(startupMs)) throw new Error(`the ${target} exited before answering /healthz`);
   await sleep(settleMs);
-  const rssBytes = treeRss(child.pid!);
+  const rss = rssMiB(child.pid);
   child.kill('SIGTERM');
   await exited;
-  return { startupMs, rssBytes };
+  return { startupMs, rssMiB: rss };
 }
 
-const results = variants.map(() => ({ startupMs: [] as number[], rssBytes: [] as number[] }));
-for (const variant of variants) await measure(variant);
-for (let run = 0; run < runs; run++) {
-  // Alternate the order so neither variant always runs second.
-  const order = run % 2 === 0 ? [0, 1] : [1, 0];
-  for (const index of order) {
-    const figures = await measure(variants[index]!);
-    results[index]!.startupMs.push(figures.startupMs);
-    results[index]!.rssBytes.push(figures.rssBytes);
+function figures(samples: { startupMs: number; rssMiB: number }[]): StartupFigures {
+  const startup = samples.map((s) => s.startupMs);
+  const rss = samples.map((s) => s.rssMiB);
+  return {
+    startupMs: median(startup),
+    idleRssMiB: median(rss),
+    startupRange: [Math.min(...startup), Math.max(...startup)],
+    rssRange: [Math.min(...rss), Math.max(...rss)],
+  };
+}
+
+async function main(): Promise<void> {
+  const runs = Number(argument('runs', '7'));
+  const settleS = Number(argument('settle-s', '3'));
+  build();
+  const standIn = await startLiveKitStandIn({ apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET });
+  const samples: Record<Target, { startupMs: number; rssMiB: number }[]> = { baseline: [], service: [] };
+  try {
+    for (const target of ['baseline', 'service'] as const) await measure(target, standIn.url, 0);
+    for (let run = 0; run < runs; run++) {
+      // Alternate the order so neither always runs second.
+      for (const target of run % 2 === 0 ? (['baseline', 'service'] as const) : (['service', 'baseline'] as const)) {
+        samples[target].push(await measure(target, standIn.url, settleS * 1000));
+      }
+    }
+  } finally {
+    await standIn.close();
   }
-  out(`run ${run + 1}/${runs} done`);
+  const result: StartupResult = { runs, settleS, baseline: figures(samples.baseline), service: figures(samples.service) };
+  out(`start-up and idle: ${runs} runs each, fresh processes, idle RSS ${settleS} s after /healthz first answered (medians; min-max)`);
+  const row = (label: string, f: StartupFigures): string[] => [
+    label,
+    `${fmt(f.startupMs, 0)} (${fmt(f.startupRange[0], 0)}-${fmt(f.startupRange[1], 0)})`,
+    `${fmt(f.idleRssMiB, 0)} (${fmt(f.rssRange[0], 0)}-${fmt(f.rssRange[1], 0)})`,
+  ];
+  for (const line of textTable(['process', 'start-up ms', 'idle RSS MiB'], [row('baseline (bare Koa)', result.baseline), row('service', result.service)])) out(`  ${line}`);
+  out(`  ratio service/baseline: start-up ${fmt(result.service.startupMs / result.baseline.startupMs)}, idle RSS ${fmt(result.service.idleRssMiB / result.baseline.idleRssMiB)}`);
+  await finish(result);
 }
-await standIn.close();
 
-out(`\nnode ${process.version}, ${runs} runs each, idle RSS ${settleMs / 1000} s after /healthz first answered (medians; min-max)`);
-const mb = (bytes: number): string => fmt(bytes / 1024 / 1024, 1);
-for (const line of textTable(
-  ['command', 'start-up ms', 'idle RSS MB'],
-  variants.map((variant, i) => {
-    const { startupMs, rssBytes } = results[i]!;
-    return [
-      variant.label,
-      `${fmt(median(startupMs), 0)} (${fmt(Math.min(...startupMs), 0)}-${fmt(Math.max(...startupMs), 0)})`,
-      `${mb(median(rssBytes))} (${mb(Math.min(...rssBytes))}-${mb(Math.max(...rssBytes))})`,
-    ];
-  }),
-))
-  out(line);
+await main();

@@ -8,7 +8,6 @@
 // generator (bench/load-generator.ts, its own process) replays the same signed inbound-call
 // webhooks to both. Printed per round and as medians: webhook req/s, p50, p99, and for the rounds
 // with callbacks how many were delivered and how long the outbox took to drain after the load.
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +15,10 @@ import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort } from '../dev/redis-server.js';
 import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, fmt, fmtInt, latencySummary, median, out, textTable } from './common.js';
-import type { RoundRequest, RoundResult } from './load-generator.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
-import { build, startServer, stop } from './servers.js';
+import { build, forkChild, generate, metric, startServer, stop } from './servers.js';
 
-const CONNECTIONS = 50;
-const WINDOW = 20;
+const LOAD = { connections: 50, window: 20 };
 
 /** The customer's server: answers every POST 200 after `delayMs` (run with --receiver). */
 async function receiver(delayMs: number): Promise<void> {
@@ -38,43 +35,6 @@ async function receiver(delayMs: number): Promise<void> {
   process.on('message', () => process.send?.({ received }));
 }
 
-/** Forks a script and waits for its first message that has `key` (the load generator's module says `ready` wherever it is imported). */
-function forkChild(script: string, args: string[], key: string): Promise<{ child: ChildProcess; hello: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const child = fork(script, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
-    const onMessage = (hello: unknown): void => {
-      if (typeof hello !== 'object' || hello === null || !(key in hello)) return;
-      child.off('message', onMessage);
-      resolve({ child, hello: hello as Record<string, unknown> });
-    };
-    child.on('message', onMessage);
-  });
-}
-
-function round(generator: ChildProcess, port: number, calls: number): Promise<RoundResult> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`load generator exited with ${code}`));
-    generator.once('exit', onExit);
-    const onMessage = (message: { type: string }) => {
-      if (message.type !== 'done') return;
-      generator.off('message', onMessage);
-      generator.off('exit', onExit);
-      resolve(message as RoundResult);
-    };
-    generator.on('message', onMessage);
-    const request: RoundRequest = { type: 'round', port, calls, connections: CONNECTIONS, window: WINDOW, apiKey: BENCH_API_KEY, apiSecret: BENCH_API_SECRET };
-    generator.send(request);
-  });
-}
-
-async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name));
-  return line ? Number(line.split(' ').at(-1)) : Number.NaN;
-}
-
 interface Round {
   callbacks: boolean;
   throughput: number;
@@ -86,7 +46,7 @@ interface Round {
 }
 
 async function main(): Promise<void> {
-  const calls = Math.round(Number(argument('calls', '600')) / CONNECTIONS) * CONNECTIONS;
+  const calls = Math.round(Number(argument('calls', '600')) / LOAD.connections) * LOAD.connections;
   const pairs = Number(argument('pairs', '3'));
   const delayMs = Number(argument('delay-ms', '250'));
   build();
@@ -97,7 +57,7 @@ async function main(): Promise<void> {
   const logFile = join(process.env.TMPDIR ?? '/tmp', `bench-status-callbacks-${process.pid}.log`);
   const withCallbacks = { STATUS_CALLBACK_URL: `http://127.0.0.1:${String(slow.hello.port)}/hook`, STATUS_CALLBACK_SECRET: secret };
 
-  out(`status callbacks: ${calls * EVENTS_PER_CALL} webhooks per round (${calls} calls), ${CONNECTIONS} connections, ` +
+  out(`status callbacks: ${calls * EVENTS_PER_CALL} webhooks per round (${calls} calls), ${LOAD.connections} connections, ` +
     `receiver answers after ${delayMs} ms, ${pairs} pairs, each round a fresh service process; log ${logFile}`);
   const rounds: Round[] = [];
   for (let pair = 0; pair < pairs; pair++) {
@@ -105,8 +65,8 @@ async function main(): Promise<void> {
       const port = await freePort();
       const child = await startServer('service', { port, log: logFile, livekitUrl: standIn.url, env: callbacks ? withCallbacks : {} });
       const service = { child, url: `http://127.0.0.1:${port}` };
-      await round(generator, port, CONNECTIONS * 2); // warm-up, not counted
-      const result = await round(generator, port, calls);
+      await generate(generator, port, LOAD.connections * 2, LOAD); // warm-up, not counted
+      const result = await generate(generator, port, calls, LOAD);
       const latency = latencySummary(result.latencies);
       let drainS = 0;
       if (callbacks) {

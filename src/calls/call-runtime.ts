@@ -135,7 +135,7 @@ export class CallRuntime implements CallEvents {
         machine: CALL_MACHINE_ID,
         state: 'queued',
         context: live.actor.getSnapshot().context,
-        snapshot: live.actor.getPersistedSnapshot(),
+        snapshot: null as unknown as CallRecord['snapshot'], // never stored: the first commit makes the stored record
         lastSeq: 0,
         version: 0,
         webhookIds: [],
@@ -281,18 +281,17 @@ export class CallRuntime implements CallEvents {
         data: effect.data,
       });
     }
-    const record: CallRecord = {
+    const record: CallRecord = withPersistedSnapshot(this.logic, snapshot, {
       id,
       machine: CALL_MACHINE_ID,
       state,
       context: snapshot.context,
-      snapshot: live.actor.getPersistedSnapshot(),
       lastSeq: previous.lastSeq + envelopes.length,
       version: previous.version + 1,
       webhookIds: webhookId ? [...previous.webhookIds, webhookId].slice(-REMEMBERED_WEBHOOKS) : previous.webhookIds,
       ...(previous.statusCallback ? { statusCallback: previous.statusCallback } : {}),
       ...(previous.callOptions ? { callOptions: previous.callOptions } : {}),
-    };
+    });
     const deliveries = this.options.statusCallbacks?.plan(record, envelopes) ?? [];
     try {
       await this.options.store.commit(record, envelopes, deliveries);
@@ -387,4 +386,19 @@ export class CallRuntime implements CallEvents {
     };
     this.options.scheduler.schedule(record.id, at, fire);
   }
+}
+
+/**
+ * The record with its `snapshot` made from the actor's snapshot when first read: a store that
+ * serializes the record reads it at once, the in-memory store only if the call has to be restored
+ * (its actor dropped after a failed commit). The record keeps the actor's own snapshot, whose
+ * context is the record's, rather than a persisted copy of it.
+ */
+function withPersistedSnapshot(logic: CallLogic, snapshot: ReturnType<Actor<CallLogic>['getSnapshot']>, fields: Omit<CallRecord, 'snapshot'>): CallRecord {
+  let persisted: CallRecord['snapshot'] | undefined;
+  return Object.defineProperty(fields, 'snapshot', {
+    enumerable: true,
+    configurable: true,
+    get: () => (persisted ??= logic.getPersistedSnapshot(snapshot) as CallRecord['snapshot']),
+  }) as CallRecord;
 }
