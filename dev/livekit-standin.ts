@@ -1148,7 +1148,8 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
   const scripts = new Map<string, Behaviour[]>();
   const handlers = new Map<string, Handler>();
   const sockets = new Set<Socket>();
-  const timers = new Set<NodeJS.Timeout>();
+  // pending waits: close() cancels the timer and resolves the wait (whatever follows checks `closed`)
+  const timers = new Map<NodeJS.Timeout, () => void>();
   const pending = new Set<Promise<void>>();
   let closed = false;
 
@@ -1158,7 +1159,7 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
         timers.delete(timer);
         resolve();
       }, ms);
-      timers.add(timer);
+      timers.set(timer, resolve);
     });
   }
 
@@ -1329,7 +1330,10 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
     async close() {
       if (closed) return;
       closed = true;
-      for (const timer of timers) clearTimeout(timer);
+      for (const [timer, resolve] of timers) {
+        clearTimeout(timer);
+        resolve();
+      }
       timers.clear();
       webhooks?.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -402,6 +402,19 @@ describe('the stand-in Egress service: ending a recording', () => {
     expect(s.endEgress(egressId)).toBeUndefined();
   });
 
+  it('leaves no egress change pending once closed: settled() resolves and nothing changes any more', async () => {
+    const s = await startLiveKitStandIn({ egressStartDelayMs: 10_000 });
+    s.createRoom('call-15');
+    const { egressId } = await egressClient(s).startRoomCompositeEgress('call-15', { file: oggFile('x.ogg') }, audioOnly);
+
+    const before = Date.now();
+    await s.close();
+    await s.settled();
+
+    expect(Date.now() - before).toBeLessThan(500);
+    expect(s.egresses.get(egressId)?.info.status).toBe(EgressStatus.EGRESS_STARTING);
+  });
+
   it('loses the webhooks of an egress on request while its state still changes, for ListEgress to reconcile', async () => {
     const receiver = await startReceiver(KEYS);
     // long enough a start for the test to lose the webhooks before the egress turns ACTIVE
