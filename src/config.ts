@@ -389,7 +389,7 @@ function recordingConfig(env: Env): RecordingConfig {
   const unknownPlaceholder = (filepath.match(/\{[^}]*\}/g) ?? []).find((p) => !FILEPATH_PLACEHOLDERS.includes(p));
   if (unknownPlaceholder !== undefined) {
     problems.push({ variable: 'RECORDING_FILEPATH', problem: `has an unknown placeholder ${unknownPlaceholder} (the placeholders are ${FILEPATH_PLACEHOLDERS.join(', ')})` });
-  } else if (filepath.endsWith('/') || filepath.split('/').includes('..') || /[\u0000-\u001f]/.test(filepath)) {
+  } else if (filepath.endsWith('/') || filepath.split('/').includes('..') || [...filepath].some((c) => c < ' ' || c === '\x7f')) {
     problems.push({ variable: 'RECORDING_FILEPATH', problem: 'must name a file (no trailing /, no .., no control characters)' });
   }
 
