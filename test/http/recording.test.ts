@@ -152,6 +152,20 @@ describe('recording (LiveKit Egress)', () => {
     expect(list.map((e) => e.seq)).toEqual(list.map((_, i) => i + 1));
   });
 
+  it('stops the recording before the room goes also when the plane hangs up after the agent left (agent grace)', async () => {
+    const h = await start({ RECORDING: 'all', AGENT_GRACE_S: '5' });
+    const call = await placeConnected(h);
+    const agent = [...(h.standIn.rooms.get(call.livekit_room)?.participants.values() ?? [])].find((p) => p.kind === 'AGENT');
+    h.standIn.leaveParticipant(call.livekit_room, agent?.identity ?? '', 'CLIENT_INITIATED');
+    await flush(h);
+    h.scheduler?.advance(5_000);
+    await flush(h);
+    const log = requestLog(h);
+    expect(log.indexOf('StopEgress')).toBeGreaterThan(-1);
+    expect(log.indexOf('StopEgress')).toBeLessThan(log.indexOf('DeleteRoom'));
+    expect(await session(h, call.id)).toMatchObject({ state: 'ended', end_reason: 'agent_hangup', recording: { status: 'complete' } });
+  });
+
   it('takes egress_ended after the call ended (the phone party hung up): state and end reason stay, the recording completes', async () => {
     const h = await start({ RECORDING: 'inbound' });
     const { call, identity } = await inboundConnected(h);
