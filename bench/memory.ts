@@ -171,7 +171,7 @@ async function endedCallBytes(config: ReturnType<typeof benchConfig>, log: Retur
   const service = createService({ config, logger: log.logger, livekit: createLiveKitAdapter(config.livekit) });
   await log.drain();
   const before = heapUsed();
-  const ids = await populate(service, count, callSettings(config), 10_000_000);
+  const ids = await populate(service, count, callSettings(config, 'inbound'), 10_000_000);
   for (let start = 0; start < ids.length; start += BATCH) {
     await Promise.all(ids.slice(start, start + BATCH).map(async (id) => {
       const result = await service.runtime.send(id, { type: 'livekit.room_finished' });
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
   const config = benchConfig(standIn.url, { AGENT_GRACE_S: '300' });
   const log = fileLogger('memory');
   const { logger, path: logPath } = log;
-  const settings = callSettings(config);
+  const settings = callSettings(config, 'inbound');
   out(`live-call memory: sizes ${sizes.join(', ')}; service log: ${logPath}`);
 
   const populations: Population[] = [];

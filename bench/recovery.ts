@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   const config = benchConfig(standIn.url, { REDIS_URL: redis.url, AGENT_GRACE_S: '300' });
   const log = fileLogger('recovery');
   const keyPrefix = `bench-recovery-${process.pid}:`;
-  const settings = callSettings(config);
+  const settings = callSettings(config, 'inbound');
   out(`recovery (Redis): ${calls} live connected calls, ${pairs} pairs of warm / cold rounds (one event per call each)`);
 
   const start = (): Service => {

@@ -13,23 +13,33 @@
 //
 // Simulated world (the default behaviour, replaceable per method with script()/setHandler()):
 // rooms and participants kept in memory, and, when `webhookUrl` is given, the webhooks LiveKit would
-// send for each change, queued per room through the webhook sender. See `LiveKitStandIn` for the
-// helpers that drive the world from tests. Rooms never close on their own (no empty/departure
-// timeout): call finishRoom().
+// send for each change, queued per room (per egress for egress events) through the webhook sender.
+// See `LiveKitStandIn` for the helpers that drive the world from tests. Rooms never close on their
+// own (no empty/departure timeout): call finishRoom(). The Egress service records rooms to a file
+// (room composite only); see "Egress" below for its wire behaviour.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { posix } from 'node:path';
 import type { JsonValue } from '@bufbuild/protobuf';
 import { decodeJwt } from 'jose';
 import {
   AgentDispatch,
   AgentDispatchState,
   Codec,
+  EgressInfo,
+  EgressSourceType,
+  EgressStatus,
+  EncodedFileType,
+  FileInfo,
   ListAgentDispatchResponse,
+  ListEgressResponse,
   ListParticipantsResponse,
   ListRoomsResponse,
   ParticipantInfo,
   Room,
+  RoomCompositeEgressRequest,
   SIPParticipantInfo,
+  type EncodedFileOutput,
 } from '@livekit/protocol';
 import { TokenVerifier, type ClaimGrants } from 'livekit-server-sdk';
 import { createWebhookSender, type WebhookSender } from './webhook-sender.js';
@@ -38,6 +48,7 @@ import {
   newId,
   sipParticipant,
   webhookEvents,
+  type EgressInfoJson,
   type ParticipantJson,
   type RoomJson,
   type WebhookEventJson,
@@ -63,7 +74,7 @@ export type Behaviour = Reply & { delayMs?: number };
 export type Handler = (req: RecordedRequest, standIn: LiveKitStandIn) => Behaviour | Promise<Behaviour>;
 
 export interface RecordedRequest {
-  /** `SIP`, `RoomService`, `AgentDispatchService`, or whatever the path named ('' when unparsable) */
+  /** `SIP`, `RoomService`, `AgentDispatchService`, `Egress`, or whatever the path named ('' when unparsable) */
   service: string;
   method: string;
   /** the JSON body exactly as sent (the SDK sends camelCase); {} when absent or unparsable */
@@ -82,6 +93,10 @@ export interface StandInOptions {
   webhookUrl?: string;
   webhookRetryDelaysMs?: number[];
   port?: number;
+  /** how long a started egress stays EGRESS_STARTING before it records (EGRESS_ACTIVE); default 50 ms */
+  egressStartDelayMs?: number;
+  /** how long an ending egress takes to finish and upload its file (EGRESS_COMPLETE); default 50 ms */
+  egressEndDelayMs?: number;
 }
 
 export interface SimDispatch {
@@ -145,6 +160,21 @@ export interface SimRoom {
   dispatches: Map<string, SimDispatch>;
 }
 
+/**
+ * One egress of the simulated server, as LiveKit's egress store holds it; ended ones stay.
+ * Read `info` with the protocol's enums: `info.status === EgressStatus.EGRESS_ACTIVE`.
+ */
+export interface SimEgress {
+  readonly egressId: string;
+  readonly roomName: string;
+  /** the EgressInfo as ListEgress reports it now (times in ns; the echoed request has its storage secrets redacted) */
+  readonly info: EgressInfo;
+  /** the request as the server decoded it, storage secrets included */
+  readonly request: RoomCompositeEgressRequest;
+  /** set by loseEgressWebhooks(): the egress changes state without sending any webhook */
+  readonly webhooksLost: boolean;
+}
+
 export interface LiveKitStandIn {
   /** http://127.0.0.1:<port>, usable as LIVEKIT_URL for the SDK clients */
   readonly url: string;
@@ -166,6 +196,8 @@ export interface LiveKitStandIn {
   readonly transfers: SimTransfer[];
   /** present when webhookUrl was given */
   readonly webhooks: WebhookSender | undefined;
+  /** every egress started, by egress id */
+  readonly egresses: ReadonlyMap<string, SimEgress>;
 
   /** create the room if absent (room_started) and return it */
   createRoom(roomName: string): SimRoom;
@@ -181,6 +213,18 @@ export interface LiveKitStandIn {
   finishRoom(roomName: string, reason?: string): boolean;
   /** change attributes (empty value deletes) without any webhook: LiveKit has none for attributes */
   setAttributes(roomName: string, identity: string, attributes: Record<string, string>): ParticipantJson | undefined;
+  /** the egress fails at once: EGRESS_FAILED with `error`, then egress_ended; undefined when unknown or already ended */
+  failEgress(egressId: string, error: string): SimEgress | undefined;
+  /**
+   * The egress finishes by itself at once, as when the egress service ends a recording: a STARTING one
+   * turns ACTIVE first, then ENDING and EGRESS_COMPLETE with its file (egress_updated..., egress_ended);
+   * undefined when unknown or already ended.
+   */
+  endEgress(egressId: string): SimEgress | undefined;
+  /** from now on the egress's webhooks are lost while its state still changes (reconcile through ListEgress); false when unknown */
+  loseEgressWebhooks(egressId: string): boolean;
+  /** resolves once no simulated change is pending (egress start and end delays) and every webhook is delivered */
+  settled(): Promise<void>;
 
   close(): Promise<void>;
 }
@@ -220,13 +264,15 @@ type Body = Record<string, unknown>;
 type Claims = ClaimGrants;
 type GrantCheck = (claims: Claims, body: Body) => boolean;
 
-const SERVICES = new Set(['SIP', 'RoomService', 'AgentDispatchService']);
+const SERVICES = new Set(['SIP', 'RoomService', 'AgentDispatchService', 'Egress']);
 
 // The grant each simulated method demands, per livekit-server's Ensure*Permission calls and the
 // tokens the SDK mints (SipClient: createSipParticipant sends only sip.call; transfer adds roomAdmin + room).
 const canCall: GrantCheck = (c) => c.sip?.call === true;
 const canCreate: GrantCheck = (c) => c.video?.roomCreate === true;
 const canList: GrantCheck = (c) => c.video?.roomList === true;
+// livekit-server's EnsureRecordPermission: roomRecord, for any room (the SDK's EgressClient sends only that).
+const canRecord: GrantCheck = (c) => c.video?.roomRecord === true;
 const adminOf =
   (field: string): GrantCheck =>
   (c, body) =>
@@ -245,6 +291,9 @@ const GRANTS: Record<string, GrantCheck> = {
   CreateDispatch: adminOf('room'),
   ListDispatch: adminOf('room'),
   DeleteDispatch: adminOf('room'),
+  StartRoomCompositeEgress: canRecord,
+  StopEgress: canRecord,
+  ListEgress: canRecord,
 };
 
 const METHOD_SERVICE: Record<string, string> = {
@@ -260,6 +309,9 @@ const METHOD_SERVICE: Record<string, string> = {
   CreateDispatch: 'AgentDispatchService',
   ListDispatch: 'AgentDispatchService',
   DeleteDispatch: 'AgentDispatchService',
+  StartRoomCompositeEgress: 'Egress',
+  StopEgress: 'Egress',
+  ListEgress: 'Egress',
 };
 
 function camelCase(snake: string): string {
@@ -327,10 +379,37 @@ interface World {
   rooms: Map<string, SimRoom>;
   sipCalls: SimSipCall[];
   transfers: SimTransfer[];
+  egresses: Map<string, EgressRecord>;
   createRoom(name: string, settings?: Partial<SimRoom>): SimRoom;
   join(room: SimRoom, participant: ParticipantJson, joinedView?: ParticipantJson): ParticipantJson;
   leave(room: SimRoom, identity: string, reason?: string): ParticipantJson | undefined;
   finish(name: string, reason: string): boolean;
+  startEgress(room: SimRoom, request: RoomCompositeEgressRequest, file: EncodedFileOutput): EgressRecord;
+  stopEgress(egress: EgressRecord): void;
+  failEgress(egress: EgressRecord, error: string): void;
+  endEgress(egress: EgressRecord): void;
+}
+
+/** Emits one webhook; resolves once it was delivered, refused, given up or dropped (at once without a webhook URL). */
+type Emit = (event: WebhookEventJson) => Promise<unknown>;
+
+interface Timing {
+  /** run `fn` after `ms` and once `gate` settled, unless the stand-in closed first; settled() waits for it */
+  after(ms: number, fn: () => void, gate?: Promise<unknown>): void;
+  egressStartDelayMs: number;
+  egressEndDelayMs: number;
+}
+
+interface EgressRecord {
+  egressId: string;
+  roomName: string;
+  info: EgressInfo;
+  request: RoomCompositeEgressRequest;
+  webhooksLost: boolean;
+  /** the egress's own end-of-stream went out (its pipeline's SendEOS runs once) */
+  eosSent: boolean;
+  /** its room finished: it can no longer start recording */
+  roomClosed: boolean;
 }
 
 // Builder output is plain JSON; the index signatures just hide that from the type checker.
@@ -371,8 +450,9 @@ function participantTwirpJson(p: ParticipantJson): Record<string, unknown> {
   return ParticipantInfo.fromJson(asJson(p)).toJson(TWIRP_JSON) as Record<string, unknown>;
 }
 
-function createWorld(emit: (event: WebhookEventJson) => void): World {
+function createWorld(emit: Emit, timing: Timing): World {
   const rooms = new Map<string, SimRoom>();
+  const egresses = new Map<string, EgressRecord>();
 
   function createRoom(name: string, settings: Partial<SimRoom> = {}): SimRoom {
     const existing = rooms.get(name);
@@ -424,11 +504,303 @@ function createWorld(emit: (event: WebhookEventJson) => void): World {
     if (!room) return false;
     for (const identity of [...room.participants.keys()]) leave(room, identity, reason);
     rooms.delete(name);
-    emit(webhookEvents.roomFinished(roomWebhookJson(room)));
+    const finished = emit(webhookEvents.roomFinished(roomWebhookJson(room)));
+    for (const egress of egresses.values()) {
+      if (egress.roomName === name && !egress.roomClosed && !isEnded(egress)) sourceClosed(egress, finished);
+    }
     return true;
   }
 
-  return { rooms, sipCalls: [], transfers: [], createRoom, join, leave, finish };
+  // --- egress: the state changes of livekit/egress's pipeline controller, reported as livekit-server's
+  // IOInfoService does (egress_updated for ACTIVE and ENDING, egress_ended for every final status)
+
+  function emitEgress(egress: EgressRecord, build: (info: EgressInfoJson) => WebhookEventJson): void {
+    if (!egress.webhooksLost) void emit(build(egress.info.toJson() as EgressInfoJson));
+  }
+
+  function startEgress(room: SimRoom, request: RoomCompositeEgressRequest, file: EncodedFileOutput): EgressRecord {
+    const info = startingInfo(room, request, file);
+    const egress: EgressRecord = {
+      egressId: info.egressId,
+      roomName: room.name,
+      info,
+      request,
+      webhooksLost: false,
+      eosSent: false,
+      roomClosed: false,
+    };
+    egresses.set(egress.egressId, egress);
+    // the egress service stores it through IOInfoService.CreateEgress, which sends egress_started
+    emitEgress(egress, webhookEvents.egressStarted);
+    timing.after(timing.egressStartDelayMs, () => {
+      if (egress.info.status === EgressStatus.EGRESS_STARTING && !egress.roomClosed) activate(egress);
+    });
+    return egress;
+  }
+
+  function activate(egress: EgressRecord): void {
+    const now = nowNs();
+    egress.info.status = EgressStatus.EGRESS_ACTIVE;
+    egress.info.updatedAt = now;
+    fileResult(egress).startedAt = now;
+    emitEgress(egress, webhookEvents.egressUpdated);
+  }
+
+  // SendEOS: ACTIVE turns ENDING at once; a STARTING pipeline is aborted instead.
+  function sendEos(egress: EgressRecord, reason: string): void {
+    egress.eosSent = true;
+    egress.info.details = `End reason: ${reason}`;
+    if (egress.info.status !== EgressStatus.EGRESS_ACTIVE) return;
+    egress.info.status = EgressStatus.EGRESS_ENDING;
+    egress.info.updatedAt = nowNs();
+    emitEgress(egress, webhookEvents.egressUpdated);
+  }
+
+  function stopEgress(egress: EgressRecord): void {
+    if (egress.eosSent) return;
+    sendEos(egress, END_REASON_API);
+    if (egress.info.status === EgressStatus.EGRESS_STARTING) abort(egress);
+    else timing.after(timing.egressEndDelayMs, () => complete(egress));
+  }
+
+  // The room closed under the recording: its end (and the upload) follows room_finished.
+  function sourceClosed(egress: EgressRecord, roomFinished: Promise<unknown>): void {
+    egress.roomClosed = true;
+    if (egress.eosSent) return;
+    sendEos(egress, END_REASON_SOURCE_CLOSED);
+    timing.after(
+      egress.info.status === EgressStatus.EGRESS_STARTING ? 0 : timing.egressEndDelayMs,
+      () => (egress.info.status === EgressStatus.EGRESS_STARTING ? abort(egress) : complete(egress)),
+      roomFinished,
+    );
+  }
+
+  function finalStatus(egress: EgressRecord, status: EgressStatus): bigint {
+    const now = nowNs();
+    egress.info.status = status;
+    egress.info.updatedAt = now;
+    egress.info.endedAt = now;
+    return now;
+  }
+
+  function abort(egress: EgressRecord): void {
+    finalStatus(egress, EgressStatus.EGRESS_ABORTED);
+    egress.info.error = MSG_STOPPED_BEFORE_STARTED;
+    egress.info.errorCode = 412;
+    emitEgress(egress, webhookEvents.egressEnded);
+  }
+
+  // The file is finalized and uploaded: FileSink.Close reports its location and size.
+  function complete(egress: EgressRecord): void {
+    if (egress.info.status !== EgressStatus.EGRESS_ENDING) return;
+    const now = finalStatus(egress, EgressStatus.EGRESS_COMPLETE);
+    const file = fileResult(egress);
+    file.endedAt = now;
+    file.duration = now - file.startedAt;
+    file.size = recordingSize(file.duration, egress.request.audioOnly);
+    file.location = uploadLocation(egressFile(egress.request), file.filename);
+    emitEgress(egress, webhookEvents.egressEnded);
+  }
+
+  function failEgress(egress: EgressRecord, error: string): void {
+    finalStatus(egress, EgressStatus.EGRESS_FAILED);
+    egress.info.error = error;
+    // the egress server's processEnded reports a crashed handler as 500
+    egress.info.errorCode = 500;
+    if (!egress.info.details) egress.info.details = `End reason: ${END_REASON_FAILURE}`;
+    emitEgress(egress, webhookEvents.egressEnded);
+  }
+
+  function endEgress(egress: EgressRecord): void {
+    if (egress.info.status === EgressStatus.EGRESS_STARTING) activate(egress);
+    if (!egress.eosSent) sendEos(egress, END_REASON_SOURCE_CLOSED);
+    complete(egress);
+  }
+
+  return {
+    rooms,
+    sipCalls: [],
+    transfers: [],
+    egresses,
+    createRoom,
+    join,
+    leave,
+    finish,
+    startEgress,
+    stopEgress,
+    failEgress,
+    endEgress,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Egress: recording a room to a file
+//
+// As livekit-server (pkg/service/egress.go, ioservice.go) and livekit/egress (pkg/config,
+// pkg/pipeline, pkg/handler) behave, with livekit/storage's upload locations:
+// - StartRoomCompositeEgress loads the room first (not_found "requested room does not exist"), then
+//   the egress service validates the request (invalid_argument "request has missing or invalid
+//   field: <field>") and answers an EgressInfo EGRESS_STARTING whose started_at and updated_at are
+//   already set (int64 ns), with the request echoed as `room_composite` (storage secrets redacted to
+//   "{access_key}", "{secret}", ...), `source_type` SDK for audio-only without layout or base URL,
+//   else WEB, and `file_results` already holding the file's final name (`filename`), also in the
+//   deprecated `file`. egress_started goes out right away, with that STARTING info.
+// - When the pipeline runs (egressStartDelayMs) it turns EGRESS_ACTIVE: egress_updated, and
+//   file_results[0].started_at is set (EgressInfo.started_at stays the creation time).
+// - StopEgress turns an ACTIVE egress EGRESS_ENDING (details "End reason: StopEgress API") and
+//   answers with it, egress_updated; after finishing the file (egressEndDelayMs) EGRESS_COMPLETE with
+//   ended_at and the file's ended_at, duration (ns), size and location: egress_ended. A STARTING one
+//   is EGRESS_ABORTED at once ("Stop called before pipeline could start", error_code 412). A second
+//   StopEgress while ENDING answers the same info; an unknown id not_found "egress does not exist";
+//   an ended one failed_precondition "egress with status EGRESS_COMPLETE cannot be stopped".
+// - When its room finishes, a recording ends by itself ("End reason: Source closed"): ENDING at once,
+//   then COMPLETE; its egress_ended comes after the room's room_finished was delivered. (LiveKit queues
+//   egress webhooks per egress, not per room, so only the upload time orders them there.)
+// - ListEgress: `egress_id` alone decides (not_found when unknown), else by `room_name`, and
+//   `active` keeps STARTING, ACTIVE and ENDING.
+// Only file outputs are simulated; stream, segment and image outputs get `unimplemented`.
+
+const END_REASON_API = 'StopEgress API';
+const END_REASON_SOURCE_CLOSED = 'Source closed';
+const END_REASON_FAILURE = 'Failure';
+const MSG_STOPPED_BEFORE_STARTED = 'Stop called before pipeline could start';
+
+const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+const invalidInput = (field: string): Behaviour =>
+  twirpError('invalid_argument', `request has missing or invalid field: ${field}`);
+
+function egressFile(request: RoomCompositeEgressRequest): EncodedFileOutput | undefined {
+  return request.fileOutputs[0] ?? (request.output.case === 'file' ? request.output.value : undefined);
+}
+
+function fileResult(egress: EgressRecord): FileInfo {
+  const file = egress.info.fileResults[0];
+  if (!file) throw new Error(`egress ${egress.egressId} has no file result`);
+  return file;
+}
+
+// The default bit rates of the egress pipeline: 128 kbps audio, plus 3000 kbps video unless audio-only.
+function recordingSize(durationNs: bigint, audioOnly: boolean): bigint {
+  const bytesPerSecond = audioOnly ? 16_000n : 391_000n;
+  return (durationNs * bytesPerSecond) / 1_000_000_000n;
+}
+
+const FILE_EXTENSIONS: Partial<Record<EncodedFileType, string>> = {
+  [EncodedFileType.MP4]: '.mp4',
+  [EncodedFileType.OGG]: '.ogg',
+  [EncodedFileType.MP3]: '.mp3',
+};
+const KNOWN_EXTENSIONS = new Set(['.raw', '.ogg', '.mp3', '.ivf', '.mp4', '.ts', '.webm', '.m3u8', '.jpeg']);
+
+/** Go's time.Format("2006-01-02T150405"), in UTC */
+function egressTime(now: Date): string {
+  return now.toISOString().slice(0, 19).replace(/:/g, '');
+}
+
+// The egress's file name: the filepath with {room_name}, {room_id}, {time} and {utc} replaced,
+// cleaned, with the file type's extension; a missing name or a directory gets `<room>-<time><ext>`.
+// A DEFAULT_FILETYPE recording is OGG when audio-only, else MP4.
+function recordingFilename(file: EncodedFileOutput, room: SimRoom, audioOnly: boolean): string {
+  const now = new Date();
+  const replacements: Record<string, string> = {
+    '{room_name}': room.name,
+    '{room_id}': room.sid,
+    '{time}': egressTime(now),
+    '{utc}': `${now.toISOString().slice(0, 19).replace(/[-:T]/g, '')}${String(now.getUTCMilliseconds()).padStart(3, '0')}`,
+  };
+  let filepath = cleanPath(file.filepath);
+  for (const [key, value] of Object.entries(replacements)) filepath = filepath.split(key).join(value);
+  const ext = FILE_EXTENSIONS[file.fileType] ?? (audioOnly ? '.ogg' : '.mp4');
+  if (filepath === '' || filepath.endsWith('/')) return `${filepath}${room.name}-${egressTime(now)}${ext}`;
+  if (filepath.endsWith(ext)) return filepath;
+  const dot = filepath.lastIndexOf('.');
+  if (dot > -1 && KNOWN_EXTENSIONS.has(filepath.slice(dot))) filepath = filepath.slice(0, dot);
+  return filepath + ext;
+}
+
+function cleanPath(filepath: string): string {
+  const trailingSlash = filepath.endsWith('/');
+  let cleaned = filepath === '' ? '' : posix.normalize(filepath).replace(/\/$/, '');
+  while (cleaned.startsWith('../')) cleaned = cleaned.slice(3);
+  if (cleaned === '' || cleaned === '.' || cleaned === '..') return '';
+  return trailingSlash ? `${cleaned}/` : cleaned;
+}
+
+// Where livekit/storage says the file went; without storage in the request (and none configured on
+// the egress service) it stays on the egress's disk under its own name.
+function uploadLocation(file: EncodedFileOutput | undefined, filename: string): string {
+  const storage = file?.output;
+  switch (storage?.case) {
+    case 's3': {
+      const s3 = storage.value;
+      let endpoint = s3.endpoint || 's3.amazonaws.com';
+      if (!s3.forcePathStyle) return `https://${s3.bucket}.${endpoint}/${filename}`;
+      if (!endpoint.startsWith('http')) endpoint = `https://${endpoint}`;
+      return `${endpoint}/${s3.bucket}/${filename}`;
+    }
+    case 'gcp':
+      return `https://${storage.value.bucket}.storage.googleapis.com/${filename}`;
+    case 'azure':
+      return `https://${storage.value.accountName}.blob.core.windows.net/${filename}`;
+    case 'aliOSS':
+      return `https://${storage.value.bucket}.${storage.value.endpoint}/${filename}`;
+    default:
+      return filename;
+  }
+}
+
+const redact = (value: string, name: string): string => (value ? name : '');
+
+// livekit/protocol's egress.RedactUpload, applied to the request echoed in EgressInfo.
+function redactUpload(file: EncodedFileOutput | undefined): void {
+  const storage = file?.output;
+  switch (storage?.case) {
+    case 's3':
+      storage.value.accessKey = redact(storage.value.accessKey, '{access_key}');
+      storage.value.secret = redact(storage.value.secret, '{secret}');
+      storage.value.assumeRoleExternalId = redact(storage.value.assumeRoleExternalId, '{external_id}');
+      storage.value.sessionToken = redact(storage.value.sessionToken, '{session_token}');
+      break;
+    case 'gcp':
+      storage.value.credentials = redact(storage.value.credentials, '{credentials}');
+      break;
+    case 'azure':
+      storage.value.accountName = redact(storage.value.accountName, '{account_name}');
+      storage.value.accountKey = redact(storage.value.accountKey, '{account_key}');
+      break;
+    case 'aliOSS':
+      storage.value.accessKey = redact(storage.value.accessKey, '{access_key}');
+      storage.value.secret = redact(storage.value.secret, '{secret}');
+      break;
+  }
+}
+
+function startingInfo(room: SimRoom, request: RoomCompositeEgressRequest, file: EncodedFileOutput): EgressInfo {
+  const echoed = request.clone();
+  redactUpload(egressFile(echoed));
+  const sdkSource = request.audioOnly && !request.layout && !request.customBaseUrl;
+  const fileInfo = new FileInfo({ filename: recordingFilename(file, room, request.audioOnly) });
+  const now = nowNs();
+  return new EgressInfo({
+    egressId: newId('EG_'),
+    roomId: room.sid,
+    roomName: room.name,
+    sourceType: sdkSource ? EgressSourceType.SDK : EgressSourceType.WEB,
+    status: EgressStatus.EGRESS_STARTING,
+    startedAt: now,
+    updatedAt: now,
+    request: { case: 'roomComposite', value: echoed },
+    fileResults: [fileInfo],
+    // the deprecated single result, filled while the file is the only output (the same FileInfo)
+    result: { case: 'file', value: fileInfo },
+  });
+}
+
+const isEnded = (egress: EgressRecord): boolean => egress.info.status >= EgressStatus.EGRESS_COMPLETE;
+
+function egressTwirpJson(egress: EgressRecord): Record<string, unknown> {
+  return egress.info.toJson(TWIRP_JSON) as Record<string, unknown>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,6 +1000,61 @@ function deleteDispatch(body: Body, world: World): Behaviour {
   return ok(dispatchJson(dispatch).toJson(TWIRP_JSON) as Record<string, unknown>);
 }
 
+// Twirp decodes the body into the request message, discarding unknown fields (both the proto and
+// the JSON names are accepted); a value of the wrong type makes the request malformed.
+function decodeRoomComposite(body: Body): RoomCompositeEgressRequest | undefined {
+  try {
+    return RoomCompositeEgressRequest.fromJson(asJson(body), { ignoreUnknownFields: true });
+  } catch {
+    return undefined;
+  }
+}
+
+function startRoomCompositeEgress(body: Body, world: World): Behaviour {
+  const request = decodeRoomComposite(body);
+  if (!request) return twirpError('malformed', 'the json request could not be decoded');
+  const room = world.rooms.get(request.roomName);
+  if (request.roomName && !room) return twirpError('not_found', 'requested room does not exist');
+  if (request.audioOnly && request.videoOnly) return invalidInput('audio_only and video_only');
+  const otherOutputs = request.streamOutputs.length + request.segmentOutputs.length + request.imageOutputs.length;
+  if (otherOutputs > 0 || (request.output.case !== undefined && request.output.case !== 'file')) {
+    return twirpError('unimplemented', 'the stand-in simulates file outputs only');
+  }
+  if (request.fileOutputs.length > 1) return invalidInput('multiple file outputs');
+  const file = egressFile(request);
+  if (!file) return invalidInput('output');
+  // without a room name the egress cannot mint the token it joins the room with
+  if (!room) return invalidInput('token or api key/secret');
+  return ok(egressTwirpJson(world.startEgress(room, request, file)));
+}
+
+const egressNotFound = () => twirpError('not_found', 'egress does not exist');
+
+function stopEgress(body: Body, world: World): Behaviour {
+  const egress = world.egresses.get(str(body, 'egress_id'));
+  if (!egress) return egressNotFound();
+  if (isEnded(egress)) {
+    return twirpError('failed_precondition', `egress with status ${EgressStatus[egress.info.status]} cannot be stopped`);
+  }
+  world.stopEgress(egress);
+  return ok(egressTwirpJson(egress));
+}
+
+function listEgress(body: Body, world: World): Behaviour {
+  const egressId = str(body, 'egress_id');
+  const roomName = str(body, 'room_name');
+  const active = bool(body, 'active');
+  let items: EgressRecord[];
+  if (egressId) {
+    const egress = world.egresses.get(egressId);
+    if (!egress) return egressNotFound();
+    items = [egress];
+  } else {
+    items = [...world.egresses.values()].filter((e) => (!roomName || e.roomName === roomName) && (!active || !isEnded(e)));
+  }
+  return ok(new ListEgressResponse({ items: items.map((e) => e.info) }).toJson(TWIRP_JSON) as Record<string, unknown>);
+}
+
 const SIMULATIONS: Record<string, Simulation> = {
   CreateSIPParticipant: createSipParticipant,
   TransferSIPParticipant: transferSipParticipant,
@@ -641,6 +1068,9 @@ const SIMULATIONS: Record<string, Simulation> = {
   CreateDispatch: createDispatch,
   ListDispatch: listDispatch,
   DeleteDispatch: deleteDispatch,
+  StartRoomCompositeEgress: startRoomCompositeEgress,
+  StopEgress: stopEgress,
+  ListEgress: listEgress,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -714,12 +1144,13 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
   const webhooks = options.webhookUrl
     ? createWebhookSender({ url: options.webhookUrl, apiKey, apiSecret, retryDelaysMs: options.webhookRetryDelaysMs })
     : undefined;
-  const world = createWorld((event) => void webhooks?.send(event));
   const requests: RecordedRequest[] = [];
   const scripts = new Map<string, Behaviour[]>();
   const handlers = new Map<string, Handler>();
   const sockets = new Set<Socket>();
-  const timers = new Set<NodeJS.Timeout>();
+  // pending waits: close() cancels the timer and resolves the wait (whatever follows checks `closed`)
+  const timers = new Map<NodeJS.Timeout, () => void>();
+  const pending = new Set<Promise<void>>();
   let closed = false;
 
   function wait(ms: number): Promise<void> {
@@ -728,8 +1159,25 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
         timers.delete(timer);
         resolve();
       }, ms);
-      timers.add(timer);
+      timers.set(timer, resolve);
     });
+  }
+
+  const world = createWorld((event) => webhooks?.send(event) ?? Promise.resolve(), {
+    after(ms, fn, gate) {
+      const done = Promise.all([gate, wait(ms)]).then(() => {
+        if (!closed) fn();
+      });
+      pending.add(done);
+      void done.finally(() => pending.delete(done));
+    },
+    egressStartDelayMs: options.egressStartDelayMs ?? 50,
+    egressEndDelayMs: options.egressEndDelayMs ?? 50,
+  });
+
+  function inProgressEgress(egressId: string): EgressRecord | undefined {
+    const egress = world.egresses.get(egressId);
+    return egress && !isEnded(egress) ? egress : undefined;
   }
 
   async function simulate(req: RecordedRequest): Promise<Behaviour> {
@@ -856,10 +1304,36 @@ export async function startLiveKitStandIn(options: StandInOptions = {}): Promise
       if (participant) participant.attributes = applyAttributes(participant.attributes ?? {}, attributes);
       return participant;
     },
+    egresses: world.egresses,
+    failEgress(egressId, error) {
+      const egress = inProgressEgress(egressId);
+      if (egress) world.failEgress(egress, error);
+      return egress;
+    },
+    endEgress(egressId) {
+      const egress = inProgressEgress(egressId);
+      if (egress) world.endEgress(egress);
+      return egress;
+    },
+    loseEgressWebhooks(egressId) {
+      const egress = world.egresses.get(egressId);
+      if (egress) egress.webhooksLost = true;
+      return egress !== undefined;
+    },
+    async settled() {
+      // Loop: a delivered webhook can release a transition (an egress end waits for room_finished).
+      do {
+        await Promise.all(pending);
+        await webhooks?.idle();
+      } while (pending.size > 0);
+    },
     async close() {
       if (closed) return;
       closed = true;
-      for (const timer of timers) clearTimeout(timer);
+      for (const [timer, resolve] of timers) {
+        clearTimeout(timer);
+        resolve();
+      }
       timers.clear();
       webhooks?.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

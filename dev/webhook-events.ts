@@ -47,6 +47,33 @@ export type WebhookEventJson = {
   [k: string]: unknown;
 };
 
+/** `livekit.FileInfo` in protobuf JSON: int64 times (ns), duration (ns) and size (bytes) as strings */
+export interface FileInfoJson {
+  filename?: string;
+  startedAt?: string;
+  endedAt?: string;
+  duration?: string;
+  size?: string;
+  location?: string;
+}
+
+/** `livekit.EgressInfo` in protobuf JSON (camelCase, zero values omitted); times are int64 nanoseconds */
+export interface EgressInfoJson {
+  egressId: string;
+  roomId?: string;
+  roomName?: string;
+  /** an EgressStatus name; absent when EGRESS_STARTING (the zero value) */
+  status?: 'EGRESS_ACTIVE' | 'EGRESS_ENDING' | 'EGRESS_COMPLETE' | 'EGRESS_FAILED' | 'EGRESS_ABORTED' | 'EGRESS_LIMIT_REACHED';
+  startedAt?: string;
+  endedAt?: string;
+  updatedAt?: string;
+  fileResults?: FileInfoJson[];
+  error?: string;
+  errorCode?: number;
+  details?: string;
+  [k: string]: unknown;
+}
+
 export type SipCallStatus = 'dialing' | 'ringing' | 'automation' | 'active' | 'hangup';
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -190,6 +217,14 @@ function departed(p: ParticipantJson, reason: string | undefined): ParticipantJs
   return copy;
 }
 
+// Egress events name their room by sid and name only (livekit-server's toMinimalRoomProto).
+function egressRoom(info: EgressInfoJson): RoomJson {
+  const room: Record<string, string> = {};
+  if (info.roomId) room.sid = info.roomId;
+  if (info.roomName) room.name = info.roomName;
+  return room as RoomJson;
+}
+
 function firstTrack(p: ParticipantJson): TrackJson {
   return p.tracks?.[0] ?? audioTrack();
 }
@@ -218,5 +253,17 @@ export const webhookEvents = {
   },
   trackUnpublished(room: RoomJson, p: ParticipantJson, track: TrackJson = firstTrack(p)): WebhookEventJson {
     return baseEvent('track_unpublished', { room: roomRef(room), participant: participantRef(p), track });
+  },
+  // livekit-server sends egress_started when the egress is created (still EGRESS_STARTING),
+  // egress_updated when it turns EGRESS_ACTIVE and again EGRESS_ENDING, and egress_ended for every
+  // final status (COMPLETE, FAILED, ABORTED, LIMIT_REACHED); each carries the whole EgressInfo.
+  egressStarted(info: EgressInfoJson): WebhookEventJson {
+    return baseEvent('egress_started', { room: egressRoom(info), egressInfo: info });
+  },
+  egressUpdated(info: EgressInfoJson): WebhookEventJson {
+    return baseEvent('egress_updated', { room: egressRoom(info), egressInfo: info });
+  },
+  egressEnded(info: EgressInfoJson): WebhookEventJson {
+    return baseEvent('egress_ended', { room: egressRoom(info), egressInfo: info });
   },
 };

@@ -1,11 +1,13 @@
 // Delivers webhooks the way LiveKit's URL notifier does (livekit/protocol webhook package):
 // - body: the event's JSON text; `Authorization: <JWT>` (no `Bearer`), HS256 with the API secret,
 //   iss = API key, valid 5 minutes, claim `sha256` = base64 SHA-256 of the body bytes;
-// - one FIFO queue per room, one event in flight per queue;
+// - one FIFO queue per resource, one event in flight per queue: the key is livekit/protocol's
+//   webhook.EventKey, i.e. the egress id for egress events (which also carry their room), else the
+//   room name, else the participant identity, else the track sid, else "default";
 // - the token is minted once per event and a retry resends the identical request (LiveKit hands
 //   one prepared request to go-retryablehttp), so receivers must de-duplicate on `id`;
 // - up to 5 attempts with 1-2-4-8 s back-off on connection errors, 429 and 5xx except 501;
-// - an event that waited over 30 s, or would make a room queue longer than 200, is dropped.
+// - an event that waited over 30 s, or would make its queue longer than 200, is dropped.
 import { createHash } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { WebhookEventJson } from './webhook-events.js';
@@ -35,7 +37,7 @@ export interface Delivery {
 
 export interface WebhookSender {
   /**
-   * Queue the event on its room's FIFO queue (`room.name`, else a shared queue). Never rejects:
+   * Queue the event on its resource's FIFO queue (see queueKey). Never rejects:
    * resolves with the outcome once delivered (2xx), refused with a final status, given up, or dropped.
    */
   send(event: WebhookEventJson): Promise<DeliveryResult>;
@@ -165,12 +167,22 @@ async function deliver(
     : { status: null, attempts, body: '', error: `gave up: ${last.error}` };
 }
 
+/**
+ * The queue an event waits in, as livekit/protocol's webhook.EventKey picks it: egress events go on
+ * their egress's own queue, not their room's, so LiveKit keeps no order between the two.
+ */
+export function queueKey(event: WebhookEventJson): string {
+  const egressId = (event.egressInfo as { egressId?: unknown } | undefined)?.egressId;
+  if (typeof egressId === 'string') return egressId;
+  return event.room?.name ?? event.participant?.identity ?? (event.track?.sid as string | undefined) ?? 'default';
+}
+
 function dropped(reason: string): DeliveryResult {
   return { status: null, attempts: 0, body: '', error: `dropped: ${reason}` };
 }
 
 export function createWebhookSender(options: WebhookSenderOptions): WebhookSender {
-  // Each queue is a promise chain; `lengths` counts events queued or in flight per room.
+  // Each queue is a promise chain; `lengths` counts events queued or in flight per queue.
   const tails = new Map<string, Promise<unknown>>();
   const lengths = new Map<string, number>();
   const deliveries: Delivery[] = [];
@@ -189,10 +201,10 @@ export function createWebhookSender(options: WebhookSenderOptions): WebhookSende
   }
 
   function send(event: WebhookEventJson): Promise<DeliveryResult> {
-    const key = event.room?.name ?? '';
+    const key = queueKey(event);
     const length = lengths.get(key) ?? 0;
     if (length >= MAX_QUEUE_LENGTH) {
-      const result = dropped(`queue of room "${key}" is full`);
+      const result = dropped(`queue "${key}" is full`);
       deliveries.push({ event, result });
       return Promise.resolve(result);
     }

@@ -9,7 +9,12 @@
 // re-arms `after` timers (statelyai/xstate#5331) and re-runs an invoked promise on restore
 // (a second dial). Deadlines are absolute times in context, which the runtime arms as timers
 // (`timer.*` events); I/O is a `command` the runtime carries out once the transition is
-// stored, and its result comes back as an event (`dial.*`, `transfer.*`).
+// stored, and its result comes back as an event (`dial.*`, `transfer.*`, `recording.updated`).
+//
+// `ended` and `failed` are final for the call: its state and end reason never change again. They
+// are not xstate `final` states all the same, because a recording ends after its call (LiveKit
+// finishes the file once the room is gone): a final call accepts `recording.updated` and nothing
+// else (RECORDING_UPDATES below).
 import { and, setup } from 'xstate';
 import type {
   CallCommand,
@@ -26,7 +31,7 @@ import type {
  * The machine id is its version: a persisted state is never renamed or removed. Stored calls
  * name the version that wrote them, and the runtime refuses to restore another one.
  */
-export const CALL_MACHINE_ID = 'call-v2';
+export const CALL_MACHINE_ID = 'call-v3';
 /** A top-level state, as a transition target from inside a nested state. */
 const top = (state: string): string => `#${CALL_MACHINE_ID}.${state}`;
 
@@ -37,6 +42,42 @@ function notProvided(kind: string, name: string): () => never {
 }
 const action = (name: string) => notProvided('action', name);
 const guard = (name: string) => notProvided('guard', name);
+
+/** A room created by name (outbound) learns its sid from room_started; every live state takes it. */
+const BIND_ROOM = { 'livekit.room_started': { guard: 'roomNotBound', actions: 'bindRoom' } } as const;
+
+/**
+ * What LiveKit says of the call's recording, from the moment the plane asks for one, also after
+ * the call is final. An update counts only when it is news about the call's own egress (a later
+ * status, or the egress id of a start in flight); the first update that finds it recording says
+ * so once (call.recording_started), and the end says how it went (call.recording_ended with the
+ * file, or call.recording_failed).
+ */
+const RECORDING_UPDATES = {
+  'recording.updated': [
+    {
+      guard: and(['isRecordingProgress', 'reportsRecordingFailed']),
+      actions: ['updateRecording', { type: 'emit', params: { event: 'call.recording_failed' } }],
+    },
+    {
+      guard: and(['isRecordingProgress', 'reportsRecordingComplete', 'recordingNotStarted']),
+      actions: [
+        'updateRecording',
+        { type: 'emit', params: { event: 'call.recording_started' } },
+        { type: 'emit', params: { event: 'call.recording_ended' } },
+      ],
+    },
+    {
+      guard: and(['isRecordingProgress', 'reportsRecordingComplete']),
+      actions: ['updateRecording', { type: 'emit', params: { event: 'call.recording_ended' } }],
+    },
+    {
+      guard: and(['isRecordingProgress', 'reportsRecordingRunning', 'recordingNotStarted']),
+      actions: ['updateRecording', { type: 'emit', params: { event: 'call.recording_started' } }],
+    },
+    { guard: 'isRecordingProgress', actions: 'updateRecording' },
+  ],
+} as const;
 
 export const callMachine = setup({
   types: {
@@ -70,6 +111,8 @@ export const callMachine = setup({
     endFromDialFailure: action('endFromDialFailure'),
     endAsRequested: action('endAsRequested'),
     acknowledgeHangup: action('acknowledgeHangup'),
+    requestRecording: action('requestRecording'),
+    updateRecording: action('updateRecording'),
   },
   guards: {
     isOutbound: guard('isOutbound'),
@@ -82,6 +125,12 @@ export const callMachine = setup({
     canRetryDial: guard('canRetryDial'),
     isCalleeOutcome: guard('isCalleeOutcome'),
     phoneLeftDuringTransfer: guard('phoneLeftDuringTransfer'),
+    recordingWanted: guard('recordingWanted'),
+    isRecordingProgress: guard('isRecordingProgress'),
+    recordingNotStarted: guard('recordingNotStarted'),
+    reportsRecordingRunning: guard('reportsRecordingRunning'),
+    reportsRecordingComplete: guard('reportsRecordingComplete'),
+    reportsRecordingFailed: guard('reportsRecordingFailed'),
   },
 }).createMachine({
   id: CALL_MACHINE_ID,
@@ -111,11 +160,9 @@ export const callMachine = setup({
     dialStartedAt: null,
     phoneLeftReason: null,
     deadlines: { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null, agentJoin: null },
+    recording: null,
   }),
   initial: 'created',
-  on: {
-    'livekit.room_started': { guard: 'roomNotBound', actions: 'bindRoom' },
-  },
   states: {
     // Transient: decides the first public state from the input.
     created: {
@@ -134,6 +181,7 @@ export const callMachine = setup({
     queued: {
       entry: { type: 'emit', params: { event: 'call.queued' } },
       on: {
+        ...BIND_ROOM,
         'dial.slot_granted': { target: 'dialing' },
         'api.hangup': { target: 'ended', actions: { type: 'endWith', params: { reason: 'canceled' } } },
       },
@@ -197,6 +245,7 @@ export const callMachine = setup({
         },
       },
       on: {
+        ...BIND_ROOM,
         'api.hangup': {
           target: 'ended',
           actions: [
@@ -216,6 +265,7 @@ export const callMachine = setup({
     ringing: {
       entry: ['markRinging', { type: 'emit', params: { event: 'call.ringing' } }],
       on: {
+        ...BIND_ROOM,
         'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         // LiveKit answers an inbound call once the agent subscribes; no webhook carries that
         // moment, so the agent joining is the answer signal (docs/call-lifecycle.md).
@@ -253,7 +303,14 @@ export const callMachine = setup({
     },
 
     connected: {
+      // Recorded calls start recording once connected (again after a failed transfer: no).
+      always: {
+        guard: 'recordingWanted',
+        actions: ['requestRecording', { type: 'command', params: { command: 'startRecording' } }],
+      },
       on: {
+        ...BIND_ROOM,
+        ...RECORDING_UPDATES,
         'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         'livekit.agent_joined': {
           actions: ['addAgent', 'disarmAgentWatchdog', { type: 'emit', params: { event: 'call.agent_joined' } }],
@@ -307,6 +364,8 @@ export const callMachine = setup({
         { type: 'command', params: { command: 'transfer' } },
       ],
       on: {
+        ...BIND_ROOM,
+        ...RECORDING_UPDATES,
         'reconcile.gone': { target: 'ended', actions: { type: 'endWith', params: { reason: 'room_closed' } } },
         'transfer.succeeded': {
           target: 'ended',
@@ -361,6 +420,8 @@ export const callMachine = setup({
         { type: 'command', params: { command: 'hangUp' } },
       ],
       on: {
+        ...BIND_ROOM,
+        ...RECORDING_UPDATES,
         'reconcile.gone': { target: 'ended', actions: 'endAsRequested' },
         'livekit.sip_left': { guard: 'isCurrentSipParticipant', target: 'ended', actions: 'endAsRequested' },
         'livekit.room_finished': { target: 'ended', actions: 'endAsRequested' },
@@ -377,13 +438,16 @@ export const callMachine = setup({
       },
     },
 
+    // Final: the call's state and end reason never change; its recording may still end.
     ended: {
-      type: 'final',
+      description: 'final: accepts recording updates and nothing else',
       entry: { type: 'emit', params: { event: 'call.ended' } },
+      on: { ...RECORDING_UPDATES },
     },
     failed: {
-      type: 'final',
+      description: 'final: accepts recording updates and nothing else',
       entry: { type: 'emit', params: { event: 'call.failed' } },
+      on: { ...RECORDING_UPDATES },
     },
   },
 });

@@ -71,6 +71,29 @@ export type DisconnectReason =
   | 'MEDIA_FAILURE'
   | 'AGENT_ERROR';
 
+/** Statuses of a call's recording (docs/recording.md), in the order a recording goes through them. */
+export const RECORDING_STATUSES = Object.freeze(['starting', 'active', 'ending', 'complete', 'failed'] as const);
+export type RecordingStatus = (typeof RECORDING_STATUSES)[number];
+
+/**
+ * A call's recording (a LiveKit egress of its room to an audio file): the session's `recording`.
+ * The same shape reports what LiveKit said of the egress (a start or stop answer, an egress webhook,
+ * ListEgress) in a `recording.updated` event.
+ */
+export interface Recording {
+  /** LiveKit's egress id; null until LiveKit accepted the start */
+  egressId: string | null;
+  status: RecordingStatus;
+  /** epoch ms the file started recording */
+  startedAt: number | null;
+  endedAt: number | null;
+  durationS: number | null;
+  sizeBytes: number | null;
+  /** where the file went (LiveKit's upload location) */
+  location: string | null;
+  error: CallError | null;
+}
+
 /** Why the plane itself asked LiveKit to end the call; decides the end reason when LiveKit confirms. */
 export type HangupCause = 'api_hangup' | 'agent_hangup' | 'max_duration' | 'no_answer';
 
@@ -104,6 +127,8 @@ export interface CallSettings {
   /** the agent watchdog; 0: off */
   agentJoinTimeoutS: number;
   maxDialAttempts: number;
+  /** record the call once it is connected (RECORDING, or the request's `record`) */
+  record: boolean;
 }
 
 export interface CallInput {
@@ -157,6 +182,8 @@ export interface CallContext {
   /** the phone party left while a transfer was in flight; the transfer result decides */
   phoneLeftReason: DisconnectReason | null;
   deadlines: Deadlines;
+  /** null until the plane asks LiveKit to record the call */
+  recording: Recording | null;
 }
 
 // ---- Events. Every event carries `at` (epoch ms, from the runtime's clock): the chart has no clock.
@@ -205,6 +232,12 @@ export interface TransferOptions {
 
 export type ApiTransferEvent = At & { type: 'api.transfer'; to: string; options?: TransferOptions };
 
+/**
+ * What LiveKit said of the call's recording: the start or stop answer, an egress webhook or a
+ * ListEgress answer (`recording.egressId` null: the start was refused before there was an egress).
+ */
+export type RecordingUpdatedEvent = At & { type: 'recording.updated'; recording: Recording };
+
 export type TimerEvent = At & {
   type:
     | 'timer.ring_deadline'
@@ -230,6 +263,7 @@ export type CallEvent =
   | ApiHangupEvent
   | ApiTransferEvent
   | ReconcileGoneEvent
+  | RecordingUpdatedEvent
   | TimerEvent;
 
 export type CallEventType = CallEvent['type'];
@@ -239,8 +273,9 @@ export const OBS_EVENT_NAMES = Object.freeze([
   'call.created', 'call.queued', 'call.dialing', 'call.ringing', 'call.started',
   'call.agent_joined', 'call.agent_left', 'call.transfer_requested', 'call.transfer_failed',
   'call.ending', 'call.ended', 'call.failed', 'call.error', 'call.retry_scheduled',
+  'call.recording_started', 'call.recording_ended', 'call.recording_failed',
 ] as const);
 export type ObsEventName = (typeof OBS_EVENT_NAMES)[number];
 
 /** Effects the chart asks the runtime to carry out after a transition is stored. */
-export type CallCommand = 'dial' | 'hangUp' | 'transfer';
+export type CallCommand = 'dial' | 'hangUp' | 'transfer' | 'startRecording';

@@ -68,7 +68,7 @@ function demoResponder(): (delivery: ReceivedCallback) => Answer {
     const status = refuse ? 503 : 200;
     const outcome = refuse ? `→ ${status}, retried in about ${RETRY_SCHEDULE_S} s` : `→ ${status}${attempt > 1 ? ` (attempt ${attempt}, the same webhook-id)` : ''}`;
     console.log(
-      `  ${event?.session_id.slice(0, 8)}  #${event?.seq}  ↳ callback ${String(event?.event).padEnd(18)} webhook-id ${delivery.id.slice(0, 8)}…  verified  ${outcome}`,
+      `  ${event?.session_id.slice(0, 8)}  #${event?.seq}  ↳ callback ${String(event?.event).padEnd(22)} webhook-id ${delivery.id.slice(0, 8)}…  verified  ${outcome}`,
     );
     return { status };
   };
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
 
   service.bus.subscribe((e) => {
     const data = JSON.stringify(maskDeep(e.data));
-    console.log(`  ${e.session_id.slice(0, 8)}  #${e.seq}  ${e.event.padEnd(18)} ${e.state.padEnd(10)} ${data}`);
+    console.log(`  ${e.session_id.slice(0, 8)}  #${e.seq}  ${e.event.padEnd(22)} ${e.state.padEnd(10)} ${data}`);
   });
 
   const server = createServer(service.app.callback());
@@ -116,7 +116,8 @@ async function main(): Promise<void> {
 
   const settle = async () => {
     await sleep(50);
-    await standIn.webhooks?.idle();
+    // The stand-in's egress changes (a recording starting, finishing its file) and their webhooks.
+    await standIn.settled();
     await service.settled();
     // The callbacks of those events are answered before the next step starts (a retry waits).
     await service.statusCallbacks.idle();
@@ -151,20 +152,24 @@ async function main(): Promise<void> {
   standIn.finishRoom(room3);
   await settle();
 
-  console.log('\n4. An outbound call placed through the Control API, answered, then hung up through the API');
+  console.log('\n4. An outbound call placed through the Control API with "record": true, answered, then hung up through the API:');
+  console.log('   the plane stops the recording before it deletes the room, and LiveKit finishes the file after the call ended');
   const api = (path: string, body?: unknown) =>
     fetch(`${url}${path}`, {
       method: 'POST',
       headers: { Authorization: `Bearer ${DEMO_API_KEY}`, 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-  const placed = (await (await api('/v1/calls', { to: '+31687654321', agent: 'receptionist', metadata: { ticket: 'DEMO-1' } })).json()) as Session;
+  const placed = (await (await api('/v1/calls', { to: '+31687654321', agent: 'receptionist', metadata: { ticket: 'DEMO-1' }, record: true })).json()) as Session;
   await settle();
   standIn.joinParticipant(placed.livekit_room, agentParticipant({ identity: 'agent-receptionist-out' }));
   await settle();
   await sleep(1000);
   await api(`/v1/calls/${placed.id}/hangup`);
   await settle();
+  const recorded = (await (await fetch(`${url}/v1/calls/${placed.id}`, { headers: { Authorization: `Bearer ${DEMO_API_KEY}` } })).json()) as Session;
+  const file = recorded.recording;
+  console.log(`   recording ${file?.status}: ${file?.location ?? '-'} (${file?.duration_s ?? '-'} s, ${file?.size_bytes ?? '-'} bytes, egress ${file?.egress_id ?? '-'})`);
 
   console.log(`\n5. An outbound call answered before its agent arrives, and no agent ever joins: after AGENT_JOIN_TIMEOUT_S (${config.calls.agentJoinTimeoutS} s here)`);
   console.log('   the plane hangs up rather than leave the person who picked up in silence');

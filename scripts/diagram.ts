@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { callMachine } from '../machines/call.machine.js';
+import { FINAL_STATES } from '../machines/call.types.js';
 
 export const README_START = '<!-- call-chart:start -->';
 export const README_END = '<!-- call-chart:end -->';
@@ -133,8 +134,10 @@ export function renderMermaid(machine: AnyStateMachine = callMachine): string {
       }
     }
     lines.push(...(edges.get(scope) ?? []).map((line) => `${indent}${line}`));
+    // Final for the call: xstate `final` states, and the public final states (ended, failed), which
+    // are not xstate-final because a recording may still end after the call (machines/call.machine.ts).
     for (const child of childrenOf(scope)) {
-      if (child.type === 'final') lines.push(`${indent}${child.key} --> [*]`);
+      if (child.type === 'final' || (scope === root && (FINAL_STATES as readonly string[]).includes(child.key))) lines.push(`${indent}${child.key} --> [*]`);
     }
     return lines;
   };

@@ -41,6 +41,25 @@ export interface Config {
   retention: { finalCallsS: number; maxFinalCalls: number; maxEventsPerCall: number };
   webhook: { maxBodyBytes: number; dedupSize: number };
   statusCallbacks: StatusCallbackConfig;
+  recording: RecordingConfig;
+}
+
+/** Which calls are recorded unless their request says otherwise. */
+export const RECORDING_MODES = Object.freeze(['off', 'inbound', 'outbound', 'all'] as const);
+export type RecordingMode = (typeof RECORDING_MODES)[number];
+export const AUDIO_MIXINGS = Object.freeze(['mixed', 'dual_channel'] as const);
+export type AudioMixing = (typeof AUDIO_MIXINGS)[number];
+
+/** Call recording through LiveKit Egress (docs/recording.md). */
+export interface RecordingConfig {
+  /** RECORDING */
+  mode: RecordingMode;
+  /** RECORDING_FILEPATH: placeholders {session_id}, {room}, {time} */
+  filepath: string;
+  /** RECORDING_AUDIO_MIXING: `dual_channel` puts caller and agent on their own channels */
+  audioMixing: AudioMixing;
+  /** RECORDING_S3_*: null, the egress writes where LiveKit's egress service is configured to */
+  s3: { bucket: string; region: string | null; endpoint: string | null; accessKey: string | null; secret: string | null } | null;
 }
 
 /** Status callbacks (docs/status-callbacks.md). */
@@ -239,6 +258,7 @@ export function loadConfig(env: Env): Config {
       dedupSize: integer(env, 'WEBHOOK_DEDUP_SIZE', 100_000, 1000, 10_000_000),
     },
     statusCallbacks: statusCallbackConfig(env),
+    recording: recordingConfig(env),
   };
   return deepFreeze(config);
 }
@@ -350,6 +370,51 @@ function statusCallbackConfig(env: Env): StatusCallbackConfig {
   };
 }
 
+export const DEFAULT_RECORDING_FILEPATH = 'recordings/{session_id}.ogg';
+const FILEPATH_PLACEHOLDERS = ['{session_id}', '{room}', '{time}'];
+
+/** Every RECORDING_* variable is checked; every bad one is a line of the error. */
+function recordingConfig(env: Env): RecordingConfig {
+  const problems: ConfigurationProblem[] = [];
+  const choice = <T extends string>(name: string, choices: readonly T[], fallback: T): T => {
+    const raw = text(env, name)?.toLowerCase() ?? fallback;
+    if ((choices as readonly string[]).includes(raw)) return raw as T;
+    problems.push({ variable: name, problem: `must be one of ${choices.join(', ')}, got ${JSON.stringify(raw)}` });
+    return fallback;
+  };
+  const mode = choice('RECORDING', RECORDING_MODES, 'off');
+  const audioMixing = choice('RECORDING_AUDIO_MIXING', AUDIO_MIXINGS, 'mixed');
+
+  const filepath = text(env, 'RECORDING_FILEPATH') ?? DEFAULT_RECORDING_FILEPATH;
+  const unknownPlaceholder = (filepath.match(/\{[^}]*\}/g) ?? []).find((p) => !FILEPATH_PLACEHOLDERS.includes(p));
+  if (unknownPlaceholder !== undefined) {
+    problems.push({ variable: 'RECORDING_FILEPATH', problem: `has an unknown placeholder ${unknownPlaceholder} (the placeholders are ${FILEPATH_PLACEHOLDERS.join(', ')})` });
+  } else if (filepath.endsWith('/') || filepath.split('/').includes('..') || [...filepath].some((c) => c < ' ' || c === '\x7f')) {
+    problems.push({ variable: 'RECORDING_FILEPATH', problem: 'must name a file (no trailing /, no .., no control characters)' });
+  }
+
+  const bucket = text(env, 'RECORDING_S3_BUCKET') ?? null;
+  const region = text(env, 'RECORDING_S3_REGION') ?? null;
+  let endpoint: string | null = null;
+  try {
+    endpoint = url(env, 'RECORDING_S3_ENDPOINT', ['http', 'https'], 'an S3-compatible endpoint such as https://s3.eu-west-1.amazonaws.com', false);
+  } catch (err) {
+    if (!(err instanceof ConfigurationError)) throw err;
+    problems.push(...err.problems);
+  }
+  const accessKey = text(env, 'RECORDING_S3_ACCESS_KEY') ?? null;
+  const secret = text(env, 'RECORDING_S3_SECRET') ?? null;
+  if (bucket === null) {
+    const stray = ['RECORDING_S3_REGION', 'RECORDING_S3_ENDPOINT', 'RECORDING_S3_ACCESS_KEY', 'RECORDING_S3_SECRET'].filter((name) => text(env, name) !== undefined);
+    if (stray.length > 0) problems.push({ variable: stray[0] as string, problem: `is set without RECORDING_S3_BUCKET (${stray.join(', ')} only apply to a bucket)` });
+  } else if ((accessKey === null) !== (secret === null)) {
+    problems.push({ variable: accessKey === null ? 'RECORDING_S3_ACCESS_KEY' : 'RECORDING_S3_SECRET', problem: 'is required with the other: give both the access key and its secret, or neither (the egress service\'s own credentials)' });
+  }
+  const [first, ...more] = problems;
+  if (first) throw new ConfigurationError(first.variable, first.problem, more);
+  return { mode, filepath, audioMixing, s3: bucket === null ? null : { bucket, region, endpoint, accessKey, secret } };
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const item of Object.values(value)) deepFreeze(item);
@@ -379,6 +444,18 @@ export function describeConfig(config: Config): Record<string, unknown> {
       allowed_hosts: config.statusCallbacks.allowedHosts,
       timeout_s: config.statusCallbacks.timeoutS,
       retry_schedule_s: config.statusCallbacks.retryScheduleS,
+    },
+    recording: {
+      mode: config.recording.mode,
+      filepath: config.recording.filepath,
+      audio_mixing: config.recording.audioMixing,
+      // Never the access key or its secret.
+      s3: config.recording.s3 && {
+        bucket: config.recording.s3.bucket,
+        region: config.recording.s3.region,
+        endpoint: config.recording.s3.endpoint === null ? null : safeUrl(config.recording.s3.endpoint),
+        credentials: config.recording.s3.accessKey !== null,
+      },
     },
   };
 }

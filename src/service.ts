@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
 import type { InspectionEvent } from 'xstate';
-import type { CallSettings } from '../machines/call.types.js';
+import type { CallSettings, Direction } from '../machines/call.types.js';
 import { Admission } from './outbound/admission.js';
 import { createCommandRunner } from './outbound/call-commands.js';
 import { createReconciler, type Reconciler } from './inbound/reconciler.js';
@@ -70,7 +70,12 @@ const TIMER_LEASE_MS = 10_000;
 const STATUS_CALLBACK_POLL_MS = 250;
 const USER_AGENT = 'control-plane-status-callbacks/1';
 
-export function callSettings(config: Config): CallSettings {
+/** Whether RECORDING records a call of this direction when its request says nothing. */
+export function recordsByDefault(mode: Config['recording']['mode'], direction: Direction): boolean {
+  return mode === 'all' || mode === direction;
+}
+
+export function callSettings(config: Config, direction: Direction): CallSettings {
   return {
     ringTimeoutS: config.calls.ringTimeoutS,
     maxDurationS: config.calls.maxDurationS,
@@ -78,6 +83,7 @@ export function callSettings(config: Config): CallSettings {
     agentGraceS: config.calls.agentGraceS,
     agentJoinTimeoutS: config.calls.agentJoinTimeoutS,
     maxDialAttempts: config.calls.maxDialAttempts,
+    record: recordsByDefault(config.recording.mode, direction),
   };
 }
 
@@ -145,8 +151,9 @@ export function createService(deps: ServiceDeps): Service {
       retryBaseMs: config.calls.retryBaseMs,
       retryMaxMs: config.calls.retryMaxMs,
     },
+    recording: config.recording,
   });
-  const ingest = createWebhookIngest({ runtime, store, settings: callSettings(config) });
+  const ingest = createWebhookIngest({ runtime, store, settings: callSettings(config, 'inbound') });
   const admission = new Admission({
     queue: backend.dialQueue,
     pollMs: replicas?.admissionPollMs,
@@ -174,7 +181,7 @@ export function createService(deps: ServiceDeps): Service {
     newId,
     store,
     admission,
-    settings: callSettings(config),
+    settings: callSettings(config, 'outbound'),
     trunkId: config.sipOutboundTrunkId,
     callerId: config.callerId,
     defaultAgent: config.outbound.defaultAgent,

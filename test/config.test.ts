@@ -420,3 +420,55 @@ describe('status callback configuration', () => {
     expect(JSON.stringify(described)).not.toMatch(/pw|token=abc|whsec_/);
   });
 });
+
+describe('recording configuration (RECORDING_*)', () => {
+  it('records nothing by default, to recordings/{session_id}.ogg, mixed, where the egress service writes', () => {
+    expect(loadConfig(env()).recording).toEqual({ mode: 'off', filepath: 'recordings/{session_id}.ogg', audioMixing: 'mixed', s3: null });
+  });
+
+  it('reads every setting, the bucket with or without credentials of its own', () => {
+    const config = loadConfig(
+      env({
+        RECORDING: 'INBOUND',
+        RECORDING_FILEPATH: 'calls/{time}/{room}-{session_id}.ogg',
+        RECORDING_AUDIO_MIXING: 'dual_channel',
+        RECORDING_S3_BUCKET: 'call-recordings',
+        RECORDING_S3_REGION: 'eu-west-1',
+        RECORDING_S3_ENDPOINT: 'https://minio.example.com',
+        RECORDING_S3_ACCESS_KEY: 'AKIAEXAMPLE',
+        RECORDING_S3_SECRET: 'secret-value-0123',
+      }),
+    );
+    expect(config.recording).toEqual({
+      mode: 'inbound',
+      filepath: 'calls/{time}/{room}-{session_id}.ogg',
+      audioMixing: 'dual_channel',
+      s3: { bucket: 'call-recordings', region: 'eu-west-1', endpoint: 'https://minio.example.com', accessKey: 'AKIAEXAMPLE', secret: 'secret-value-0123' },
+    });
+    const described = JSON.stringify(describeConfig(config));
+    expect(described).toContain('call-recordings');
+    expect(described).not.toMatch(/AKIAEXAMPLE|secret-value-0123/);
+    expect(loadConfig(env({ RECORDING_S3_BUCKET: 'b' })).recording.s3).toEqual({ bucket: 'b', region: null, endpoint: null, accessKey: null, secret: null });
+  });
+
+  it.each([
+    ['RECORDING', { RECORDING: 'yes' }, /one of off, inbound, outbound, all/],
+    ['RECORDING_AUDIO_MIXING', { RECORDING_AUDIO_MIXING: 'stereo' }, /one of mixed, dual_channel/],
+    ['RECORDING_FILEPATH', { RECORDING_FILEPATH: 'calls/{caller}.ogg' }, /unknown placeholder \{caller\}/],
+    ['RECORDING_FILEPATH', { RECORDING_FILEPATH: 'calls/../etc/{session_id}.ogg' }, /must name a file/],
+    ['RECORDING_FILEPATH', { RECORDING_FILEPATH: 'calls/' }, /must name a file/],
+    ['RECORDING_S3_ENDPOINT', { RECORDING_S3_BUCKET: 'b', RECORDING_S3_ENDPOINT: 'minio:9000' }, /http, https|not a URL/],
+    ['RECORDING_S3_REGION', { RECORDING_S3_REGION: 'eu-west-1' }, /without RECORDING_S3_BUCKET/],
+    ['RECORDING_S3_SECRET', { RECORDING_S3_BUCKET: 'b', RECORDING_S3_ACCESS_KEY: 'AKIA' }, /give both/],
+  ])('refuses a bad %s with one line naming it', (variable, overrides, problem) => {
+    const err = configError(overrides);
+    expectOneLineNaming(err, variable);
+    expect(err.message).toMatch(problem);
+  });
+
+  it('names every bad recording value at once and never prints the storage secret', () => {
+    const err = configError({ RECORDING: 'sometimes', RECORDING_AUDIO_MIXING: 'loud', RECORDING_S3_BUCKET: 'b', RECORDING_S3_SECRET: 'do-not-print-me' });
+    expect(err.message.split('\n').map((line) => line.split(' ')[2])).toEqual(['RECORDING', 'RECORDING_AUDIO_MIXING', 'RECORDING_S3_ACCESS_KEY']);
+    expect(err.message).not.toContain('do-not-print-me');
+  });
+});

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 describe('npm run demo', () => {
-  it('plays three inbound calls and two outbound calls to their final states, delivers every status callback verified, and exits 0', () => {
+  it('plays three inbound calls and two outbound calls (one recorded) to their final states, delivers every status callback verified, and exits 0', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts'], {
       cwd: process.cwd(),
       env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0' },
@@ -20,6 +20,9 @@ describe('npm run demo', () => {
     expect(out).toMatch(/ended\/canceled/);
     expect(out).toMatch(/outbound .* ended\/api_hangup/);
     expect(out).toMatch(/outbound .* failed\/agent_error/);
+    // The recorded call: its file's end comes after the call's.
+    expect(out).toMatch(/call\.ended .*\n(.*\n)*.*call\.recording_ended/);
+    expect(out).toMatch(/ {3}recording complete: recordings\/[0-9a-f-]{36}\.ogg \(\d+(\.\d+)? s, \d+ bytes, egress EG_\w+\)/);
     expect(out).not.toContain('31612345678');
 
     const callbacks = out.split('\n').filter((line) => line.includes('↳ callback'));

@@ -99,6 +99,9 @@ const TIMER_EVENTS = {
   agentJoin: 'timer.agent_join',
 } as const satisfies Record<TimerName, string>;
 
+/** The one event a final call still takes (a recording ends after its call). */
+const FINAL_CALL_EVENT = 'recording.updated';
+
 const TIMER_RETRY_MS = 1000;
 const MAX_CONFLICT_RETRIES = 3;
 
@@ -206,17 +209,23 @@ export class CallRuntime implements CallEvents {
    * The call as stored, with its actor. A cached actor is used only while it is as new as the
    * store's record: another replica may have moved the call on since.
    */
-  private async load(sessionId: string): Promise<LiveCall | CallRecord | undefined> {
+  private async load(sessionId: string, eventType: IncomingEvent['type']): Promise<LiveCall | CallRecord | undefined> {
     const record = await this.options.store.get(sessionId);
     const cached = this.live.get(sessionId);
     if (cached && record && cached.record.version === record.version) return cached;
     if (cached) this.evict(sessionId, cached);
-    if (!record || isFinalState(record.state)) return record;
-    // Restored from the store: xstate re-arms no timers, so they are armed from the context.
+    if (!record) return record;
+    const final = isFinalState(record.state);
+    // A final call takes recording updates and nothing else (the chart's final states): its actor
+    // is restored for the one event and dropped again once it is committed.
+    if (final && eventType !== FINAL_CALL_EVENT) return record;
     const live = this.spawn({ record: upgrade(record) });
     live.actor.start();
-    this.live.set(sessionId, live);
-    this.armTimer(live.record);
+    if (!final) {
+      // Restored from the store: xstate re-arms no timers, so they are armed from the context.
+      this.live.set(sessionId, live);
+      this.armTimer(live.record);
+    }
     return live;
   }
 
@@ -232,7 +241,7 @@ export class CallRuntime implements CallEvents {
   }
 
   private async apply(sessionId: string, incoming: IncomingEvent): Promise<SendResult> {
-    const loaded = await this.load(sessionId);
+    const loaded = await this.load(sessionId, incoming.type);
     if (!loaded) return { outcome: 'not_found' };
     if (!('actor' in loaded)) return { outcome: 'ignored', record: loaded };
     const live = loaded;

@@ -11,6 +11,8 @@ import type {
   Deadlines,
   DisconnectReason,
   ObsEventName,
+  Recording,
+  RecordingStatus,
 } from '../../machines/call.types.js';
 import { CATEGORY_POLICIES } from '../errors/policy.js';
 import { outboundSipIdentity } from '../livekit/naming.js';
@@ -45,6 +47,43 @@ function categoryError(category: CallError['category'], message: string): CallEr
 export function callDurationS(context: CallContext): number | null {
   if (context.answeredAt === null || context.endedAt === null) return null;
   return Math.max(0, Math.round((context.endedAt - context.answeredAt) / 1000));
+}
+
+/** How far along a recording status is: an update never takes a recording back. */
+const RECORDING_PROGRESS: Record<RecordingStatus, number> = { starting: 0, active: 1, ending: 2, complete: 3, failed: 3 };
+
+/** A recording the plane has asked for and LiveKit has not answered yet. */
+export const REQUESTED_RECORDING: Recording = Object.freeze({
+  egressId: null,
+  status: 'starting',
+  startedAt: null,
+  endedAt: null,
+  durationS: null,
+  sizeBytes: null,
+  location: null,
+  error: null,
+});
+
+/** News about the call's own recording: a later status of its egress, or the egress id of the start in flight. */
+export function isRecordingProgress(current: Recording | null, update: Recording): boolean {
+  if (current === null) return false;
+  if (current.egressId !== null && update.egressId !== current.egressId) return false;
+  if (RECORDING_PROGRESS[update.status] > RECORDING_PROGRESS[current.status]) return true;
+  return current.egressId === null && update.egressId !== null && update.status === current.status;
+}
+
+/** The recording after an update: what it reports, and what was known before where it says nothing. */
+function mergeRecording(current: Recording, update: Recording): Recording {
+  return {
+    egressId: update.egressId ?? current.egressId,
+    status: update.status,
+    startedAt: update.startedAt ?? current.startedAt,
+    endedAt: update.endedAt ?? current.endedAt,
+    durationS: update.durationS ?? current.durationS,
+    sizeBytes: update.sizeBytes ?? current.sizeBytes,
+    location: update.location ?? current.location,
+    error: update.error ?? current.error,
+  };
 }
 
 /** The `data` of each OBS-00 event, read from the context after the transition's updates. */
@@ -105,6 +144,21 @@ export function eventData(name: ObsEventName, context: CallContext, event: CallE
         message: error?.message ?? null,
       };
     }
+    case 'call.recording_started':
+    case 'call.recording_ended':
+      return {
+        egress_id: context.recording?.egressId ?? null,
+        status: context.recording?.status ?? null,
+        location: context.recording?.location ?? null,
+        duration_s: context.recording?.durationS ?? null,
+        size_bytes: context.recording?.sizeBytes ?? null,
+      };
+    case 'call.recording_failed':
+      return {
+        egress_id: context.recording?.egressId ?? null,
+        category: context.recording?.error?.category ?? null,
+        message: context.recording?.error?.message ?? null,
+      };
     case 'call.retry_scheduled':
       return {
         next_attempt: context.attempt + 1,
@@ -253,6 +307,12 @@ export function createCallLogic(sink: EffectSink) {
       })),
 
       acknowledgeHangup: () => undefined,
+
+      requestRecording: assign(() => ({ recording: REQUESTED_RECORDING })),
+
+      updateRecording: assign(({ context, event }) =>
+        event.type === 'recording.updated' && context.recording ? { recording: mergeRecording(context.recording, event.recording) } : {},
+      ),
     },
     guards: {
       isOutbound: ({ context }) => context.direction === 'outbound',
@@ -277,6 +337,12 @@ export function createCallLogic(sink: EffectSink) {
       isCalleeOutcome: ({ event }) =>
         event.type === 'dial.failed' && CATEGORY_POLICIES[event.error.category].outcome === 'ended',
       phoneLeftDuringTransfer: ({ context }) => context.phoneLeftReason !== null,
+      recordingWanted: ({ context }) => context.settings.record && context.recording === null,
+      isRecordingProgress: ({ context, event }) => event.type === 'recording.updated' && isRecordingProgress(context.recording, event.recording),
+      recordingNotStarted: ({ context }) => context.recording?.status === 'starting',
+      reportsRecordingRunning: ({ event }) => event.type === 'recording.updated' && (event.recording.status === 'active' || event.recording.status === 'ending'),
+      reportsRecordingComplete: ({ event }) => event.type === 'recording.updated' && event.recording.status === 'complete',
+      reportsRecordingFailed: ({ event }) => event.type === 'recording.updated' && event.recording.status === 'failed',
     },
   });
 }

@@ -26,8 +26,21 @@ function v1ToV2(context: CallContext): CallContext {
   };
 }
 
+/**
+ * call-v2 → call-v3: v3 adds recording (the `recording` of the context, the `record` setting, and
+ * the final states' acceptance of recording updates). A call stored by v2 was not recorded.
+ */
+function v2ToV3(context: CallContext): CallContext {
+  return {
+    ...context,
+    settings: { ...context.settings, record: context.settings.record ?? false },
+    recording: context.recording ?? null,
+  };
+}
+
 const MIGRATIONS: Record<string, { to: string; context: (context: CallContext) => CallContext }> = {
   'call-v1': { to: 'call-v2', context: v1ToV2 },
+  'call-v2': { to: 'call-v3', context: v2ToV3 },
 };
 
 /**

@@ -5,7 +5,7 @@ import type { CallError, ErrorCategory } from '../../machines/call.types.js';
 import { maskPhoneNumbers } from '../obs/mask.js';
 import { policyFor } from './policy.js';
 
-export type Operation = 'dial' | 'transfer' | 'hangup' | 'dispatch' | 'lookup';
+export type Operation = 'dial' | 'transfer' | 'hangup' | 'dispatch' | 'lookup' | 'record';
 
 export interface ClassifiedError extends CallError {
   /** Twirp error code of LiveKit's answer (`resource_exhausted`, ...), null when there was none. */
@@ -181,7 +181,8 @@ function twirpCategory(view: ServerErrorView, operation: Operation | undefined):
     case 'not_found':
       // On a dial this is the outbound trunk; on hangup/lookup the room or participant is gone,
       // which the caller interprets with isNotFound (an already-ended call is often fine there).
-      return 'config_error';
+      // A recording of a room that is gone already is no configuration fault.
+      return operation === 'record' ? 'unknown' : 'config_error';
     case 'invalid_argument':
       return operation === 'dial' && MENTIONS_NUMBER.test(view.message) ? 'invalid_number' : 'unknown';
   }

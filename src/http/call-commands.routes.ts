@@ -87,6 +87,7 @@ export function callCommandRoutes(options: CallCommandRouteOptions): Router {
       ...(body.sip_headers !== undefined ? { sipHeaders: sortedHeaders(body.sip_headers) } : {}),
       ...(body.display_name !== undefined ? { displayName: body.display_name } : {}),
       ...(body.dtmf !== undefined ? { dtmf: body.dtmf } : {}),
+      ...(body.record !== undefined ? { record: body.record } : {}),
     };
 
     const rawKey = ctx.get('idempotency-key');

@@ -1,7 +1,7 @@
 // Request and response schemas of the Control API (docs/api.md). The routes validate with them and
 // /openapi.json is generated from them, so the documentation cannot drift from the code.
 import { z } from 'zod';
-import { CALL_STATES, DIRECTIONS, END_REASONS, ERROR_CATEGORIES, OBS_EVENT_NAMES } from '../../machines/call.types.js';
+import { CALL_STATES, DIRECTIONS, END_REASONS, ERROR_CATEGORIES, OBS_EVENT_NAMES, RECORDING_STATUSES } from '../../machines/call.types.js';
 import { INGEST_OUTCOMES } from '../inbound/webhook-ingest.js';
 import { DELIVERY_STATUSES } from '../store/outbox.port.js';
 
@@ -61,6 +61,7 @@ export const CreateCallBody = z
       .refine((name) => ![...name].some((c) => c < ' ' || c === '\x7f'), 'display_name may not contain control characters')
       .optional()
       .describe("the caller name in the From header (LiveKit's displayName); '' sends none"),
+    record: z.boolean().optional().describe('record the call once it is connected (RECORDING decides unless given)'),
   })
   .describe('Place an outbound call');
 
@@ -76,6 +77,27 @@ export const TransferBody = z
 export const EmptyBody = z.strictObject({}).describe('No fields');
 
 const isoTime = z.iso.datetime();
+
+const ErrorSchema = z.strictObject({
+  category: z.enum(ERROR_CATEGORIES),
+  retryable: z.boolean(),
+  message: z.string(),
+  user_message: z.string(),
+  sip_status_code: z.int().nullable(),
+});
+
+export const RecordingSchema = z
+  .strictObject({
+    egress_id: z.string().nullable().describe("LiveKit's egress id; null until LiveKit accepted the start"),
+    status: z.enum(RECORDING_STATUSES),
+    started_at: isoTime.nullable().describe('when the file started recording'),
+    ended_at: isoTime.nullable(),
+    duration_s: z.number().min(0).nullable().describe('length of the file'),
+    size_bytes: z.int().min(0).nullable(),
+    location: z.string().nullable().describe('where the file went (its storage URL or path)'),
+    error: ErrorSchema.nullable().describe('why the recording failed'),
+  })
+  .describe('The recording of a call (LiveKit Egress, audio only)');
 
 export const SessionSchema = z
   .strictObject({
@@ -95,21 +117,14 @@ export const SessionSchema = z
     answered_at: isoTime.nullable(),
     ended_at: isoTime.nullable(),
     duration_s: z.int().min(0).nullable(),
-    error: z
-      .strictObject({
-        category: z.enum(ERROR_CATEGORIES),
-        retryable: z.boolean(),
-        message: z.string(),
-        user_message: z.string(),
-        sip_status_code: z.int().nullable(),
-      })
-      .nullable(),
+    error: ErrorSchema.nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
     sip_headers: z
       .record(z.string(), z.string())
       .nullable()
       .describe("outbound: the headers sent with the INVITE; inbound: the caller's SIP headers LiveKit reports (`sip.h.*`), by lower-case name"),
     display_name: z.string().nullable().describe('outbound: the display name sent; inbound: null'),
+    recording: RecordingSchema.nullable().describe('null: the call is not recorded (or not connected yet)'),
   })
   .describe('A call session');
 

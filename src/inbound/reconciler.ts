@@ -7,8 +7,12 @@
 //   phone leg is there and active → answered; still ringing → checked again next time; not
 //   there → the attempt failed (provider_unavailable, retryable), so the chart dials again with
 //   a new participant identity. A dial is never repeated blindly;
-// - a call left `queued` but out of line (its replica died between the two) is put in line.
-import { isFinalState, type CallError } from '../../machines/call.types.js';
+// - a call left `queued` but out of line (its replica died between the two) is put in line;
+// - a recording LiveKit has not said the end of (its egress_ended lost, or the start answer lost
+//   with a replica) is asked about with ListEgress once its call is ending or over, and what
+//   LiveKit says is applied like an egress webhook; a final call whose room has no egress at all
+//   never started recording, and its recording is marked failed.
+import { isFinalState, type CallError, type Recording } from '../../machines/call.types.js';
 import { isNotFound } from '../errors/classify.js';
 import type { LiveKitPort } from '../livekit/livekit.port.js';
 import { SIP_ATTRIBUTES } from '../livekit/naming.js';
@@ -17,7 +21,7 @@ import type { Admission } from '../outbound/admission.js';
 import type { CallRuntime } from '../calls/call-runtime.js';
 import type { Clock } from '../calls/timers.js';
 import type { DialLeases } from '../store/dial-leases.port.js';
-import type { CallRecord, CallStore } from '../store/call-store.port.js';
+import { hasOpenRecording, type CallRecord, type CallStore } from '../store/call-store.port.js';
 
 export interface ReconcilerOptions {
   runtime: CallRuntime;
@@ -39,7 +43,16 @@ export interface ReconcileReport {
   checked: number;
   ended: number;
   dialsResolved: number;
+  /** recordings whose state LiveKit's answer changed */
+  recordingsUpdated: number;
 }
+
+const LOST_RECORDING: CallError = {
+  category: 'provider_unavailable',
+  retryable: false,
+  message: 'the recording was lost: LiveKit has no egress for the call\'s room',
+  sipStatusCode: null,
+};
 
 const LOST_DIAL: CallError = {
   category: 'provider_unavailable',
@@ -78,10 +91,56 @@ export function createReconciler(options: ReconcilerOptions) {
     }
   }
 
+  /** What LiveKit says of the call's recording now, or null when there is nothing to ask yet. */
+  async function askAboutRecording(record: CallRecord): Promise<Recording | null> {
+    const recording = record.context.recording;
+    if (!recording) return null;
+    const final = isFinalState(record.state);
+    // A recording of a call in progress ends when the call does: until then its webhooks tell.
+    if (!final && record.state !== 'ending' && recording.egressId !== null) return null;
+    const since = record.context.endedAt ?? record.context.answeredAt ?? record.context.createdAt;
+    if (clock.now() - since < settleMs) return null;
+    if (recording.egressId !== null) {
+      try {
+        return (await livekit.listRecordings({ egressId: recording.egressId }))[0] ?? null;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        return { ...recording, status: 'failed', error: { ...LOST_RECORDING, message: 'LiveKit no longer knows the recording\'s egress' } };
+      }
+    }
+    // The start answer never came back (its replica stopped): the room's own egress, if LiveKit started one.
+    const found = (await livekit.listRecordings({ roomName: record.context.roomName })).filter((r) => r.egressId !== null);
+    const newest = found.sort((a, b) => (b.startedAt ?? 0) - (a.startedAt ?? 0))[0];
+    if (newest) return newest;
+    return final ? { ...recording, status: 'failed', error: LOST_RECORDING } : null;
+  }
+
+  async function reconcileRecordings(report: ReconcileReport): Promise<void> {
+    for (const id of await store.openRecordingIds(options.limit ?? 10_000)) {
+      try {
+        const record = await store.get(id);
+        if (!record || !hasOpenRecording(record)) continue;
+        const answer = await askAboutRecording(record);
+        if (answer && (await runtime.send(id, { type: 'recording.updated', recording: answer })).outcome === 'applied') {
+          callLogger(logger, id).warn({ egress_id: answer.egressId, status: answer.status }, 'reconciliation updated a recording LiveKit had not reported on');
+          report.recordingsUpdated++;
+        }
+      } catch (err) {
+        callLogger(logger, id).warn({ err }, 'reconciliation could not check a recording');
+      }
+    }
+  }
+
   async function pass(): Promise<ReconcileReport> {
-    const report: ReconcileReport = { checked: 0, ended: 0, dialsResolved: 0 };
+    const report: ReconcileReport = { checked: 0, ended: 0, dialsResolved: 0, recordingsUpdated: 0 };
+    await reconcileLive(report);
+    await reconcileRecordings(report);
+    return report;
+  }
+
+  async function reconcileLive(report: ReconcileReport): Promise<void> {
     const ids = await store.liveCallIds(options.limit ?? 10_000);
-    if (ids.length === 0) return report;
+    if (ids.length === 0) return;
     const listedAt = clock.now();
     const rooms = new Set((await livekit.listRooms()).map((room) => room.name));
     for (const id of ids) {
@@ -113,7 +172,6 @@ export function createReconciler(options: ReconcilerOptions) {
         callLogger(logger, id).warn({ err }, 'reconciliation could not check a call');
       }
     }
-    return report;
   }
 
   return {

@@ -30,6 +30,8 @@ export interface WebhookIngestOptions {
 
 /** participant_left and participant_connection_aborted (one that never became active) both mean gone. */
 const LEFT = new Set(['participant_left', 'participant_connection_aborted']);
+/** What LiveKit says of an egress (a call's recording); egress_ended often comes after the call ended. */
+const EGRESS = new Set(['egress_started', 'egress_updated', 'egress_ended']);
 
 export function createWebhookIngest(options: WebhookIngestOptions) {
   const { runtime, store, settings } = options;
@@ -71,9 +73,17 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     return { outcome: 'applied', sessionId };
   }
 
-  async function route(webhook: IncomingWebhook, room: RoomRef): Promise<IngestResult> {
+  async function route(webhook: IncomingWebhook, room: RoomRef | null): Promise<IngestResult> {
     const participant = webhook.participant;
     const send = (sessionId: string | undefined, event: IncomingEvent) => sendTo(sessionId, event, webhook.id);
+    if (EGRESS.has(webhook.event)) {
+      const egress = webhook.egress;
+      if (!egress?.egressId) return { outcome: 'ignored', sessionId: null };
+      // By egress once the call knows it; before the start answer is stored, the live call of the room.
+      const sessionId = (await store.findByEgress(egress.egressId)) ?? (room ? await store.findLiveByRoom(room) : undefined);
+      return send(sessionId, { type: 'recording.updated', recording: egress });
+    }
+    if (!room) return { outcome: 'ignored', sessionId: null };
     const ref = participant ? { identity: participant.identity, sid: participant.sid } : null;
     switch (webhook.event) {
       case 'room_started':
@@ -116,7 +126,7 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
           reason: participant.disconnectReason,
         });
     }
-    // track_published / track_unpublished are not answer signals (docs/call-lifecycle.md); egress and ingress
+    // track_published / track_unpublished are not answer signals (docs/call-lifecycle.md); ingress
     // events and ordinary participants are not about calls.
     return { outcome: 'ignored', sessionId: null };
   }
@@ -133,8 +143,10 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
   return {
     async ingest(webhook: IncomingWebhook): Promise<IngestResult> {
       const room = webhook.room;
-      if (!room) return { outcome: 'ignored', sessionId: null };
-      return rooms.run(room.name, async () => {
+      // An egress event names its room, but one of an older server may not: its egress is the key then.
+      const key = room?.name ?? (webhook.egress?.egressId ? `egress:${webhook.egress.egressId}` : null);
+      if (key === null) return { outcome: 'ignored', sessionId: null };
+      return rooms.run(key, async () => {
         if (webhook.id && (await store.seenWebhook(webhook.id))) return { outcome: 'duplicate', sessionId: null };
         const result = await route(webhook, room);
         if (webhook.id) await store.rememberWebhook(webhook.id);

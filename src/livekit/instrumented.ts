@@ -17,7 +17,11 @@ export function operationFor(method: keyof LiveKitPort): Operation {
       return 'transfer';
     case 'listParticipants':
     case 'listRooms':
+    case 'listRecordings':
       return 'lookup';
+    case 'startRecording':
+    case 'stopRecording':
+      return 'record';
   }
 }
 
@@ -57,5 +61,8 @@ export function instrumentLiveKit(
       timed('transfer', () => port.transfer(roomName, participantIdentity, transferTo, options)),
     listParticipants: (roomName) => timed('listParticipants', () => port.listParticipants(roomName)),
     listRooms: () => timed('listRooms', () => port.listRooms()),
+    startRecording: (request) => timed('startRecording', () => port.startRecording(request)),
+    stopRecording: (egressId) => timed('stopRecording', () => port.stopRecording(egressId)),
+    listRecordings: (filter) => timed('listRecordings', () => port.listRecordings(filter)),
   };
 }

@@ -1,5 +1,6 @@
 // LiveKitPort over livekit-server-sdk's Twirp clients.
-import { AgentDispatchClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
+import { AgentDispatchClient, EgressClient, RoomServiceClient, SipClient } from 'livekit-server-sdk';
+import { audioMixing, fileOutput, recordingOf } from './egress.js';
 import { isNotFound } from '../errors/classify.js';
 import type { DialRequest, DialResult, LiveKitPort } from './livekit.port.js';
 import { participantKind } from './webhook-event.js';
@@ -17,6 +18,7 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
   const sip = new SipClient(options.url, options.apiKey, options.apiSecret, clientOptions);
   const rooms = new RoomServiceClient(options.url, options.apiKey, options.apiSecret, clientOptions);
   const dispatch = new AgentDispatchClient(options.url, options.apiKey, options.apiSecret, clientOptions);
+  const egress = new EgressClient(options.url, options.apiKey, options.apiSecret, clientOptions);
 
   return {
     async dial(request: DialRequest): Promise<DialResult> {
@@ -65,6 +67,22 @@ export function createLiveKitAdapter(options: LiveKitAdapterOptions): LiveKitPor
     async listRooms() {
       const list = await rooms.listRooms();
       return list.map((room) => ({ name: room.name, sid: room.sid }));
+    },
+
+    async startRecording(request) {
+      const info = await egress.startRoomCompositeEgress(request.roomName, { file: fileOutput(request) }, {
+        audioOnly: true,
+        audioMixing: audioMixing(request.audioMixing),
+      });
+      return recordingOf(info);
+    },
+
+    async stopRecording(egressId) {
+      return recordingOf(await egress.stopEgress(egressId));
+    },
+
+    async listRecordings(filter) {
+      return (await egress.listEgress(filter)).map(recordingOf);
     },
   };
 }

@@ -1,6 +1,8 @@
 // What the control plane asks of LiveKit (CP-02). The adapter in livekit.adapter.ts speaks
 // to a real server through livekit-server-sdk; errors reach callers as the SDK throws them,
 // and src/errors/classify.ts turns them into CP-04 categories.
+import type { Recording } from '../../machines/call.types.js';
+import type { RecordingRequest } from './egress.js';
 import type { ParticipantKind } from './webhook-event.js';
 
 export interface DialRequest {
@@ -51,4 +53,10 @@ export interface LiveKitPort {
   transfer(roomName: string, participantIdentity: string, transferTo: string, options?: TransferRequestOptions): Promise<void>;
   listParticipants(roomName: string): Promise<RoomParticipant[]>;
   listRooms(): Promise<{ name: string; sid: string }[]>;
+  /** Starts recording the room (an audio-only room composite egress); what LiveKit answered. */
+  startRecording(request: RecordingRequest): Promise<Recording>;
+  /** Asks the egress to finish its file; what LiveKit answered. */
+  stopRecording(egressId: string): Promise<Recording>;
+  /** What LiveKit knows of one egress, or of every egress of a room. */
+  listRecordings(filter: { egressId: string } | { roomName: string }): Promise<Recording[]>;
 }

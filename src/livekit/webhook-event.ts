@@ -1,7 +1,8 @@
 // LiveKit webhook events (as livekit-server-sdk decodes them) in the few terms the plane uses.
 import { DisconnectReason as ProtoDisconnectReason, ParticipantInfo_Kind } from '@livekit/protocol';
 import type { WebhookEvent } from 'livekit-server-sdk';
-import type { DisconnectReason } from '../../machines/call.types.js';
+import type { DisconnectReason, Recording } from '../../machines/call.types.js';
+import { recordingOf } from './egress.js';
 
 export type ParticipantKind = 'sip' | 'agent' | 'other';
 
@@ -18,6 +19,8 @@ export interface IncomingWebhook {
   event: string;
   room: { name: string; sid: string | null } | null;
   participant: WebhookParticipant | null;
+  /** egress_started / egress_updated / egress_ended: what the event says of the recording */
+  egress: Recording | null;
 }
 
 export function participantKind(kind: ParticipantInfo_Kind): ParticipantKind {
@@ -45,5 +48,6 @@ export function toIncomingWebhook(event: WebhookEvent): IncomingWebhook {
           disconnectReason: disconnectReasonName(p.disconnectReason),
         }
       : null;
-  return { id: event.id, event: event.event, room, participant };
+  const egress = event.egressInfo?.egressId ? recordingOf(event.egressInfo) : null;
+  return { id: event.id, event: event.event, room, participant, egress };
 }

@@ -1,8 +1,10 @@
 // Carries out the chart's commands against LiveKit and sends each result back to the call as
 // an event. Every failure is classified (CP-04) and logged; none escapes as an exception.
-import type { CallCommand, CallError, TransferOptions } from '../../machines/call.types.js';
+import type { CallCommand, CallError, Recording, TransferOptions } from '../../machines/call.types.js';
+import type { RecordingConfig } from '../config.js';
 import { classifyError, ConfigError, type ClassifiedError } from '../errors/classify.js';
 import { retryDelayMs } from '../errors/policy.js';
+import type { RecordingRequest } from '../livekit/egress.js';
 import type { DialRequest, DialResult, LiveKitPort, TransferRequestOptions } from '../livekit/livekit.port.js';
 import { agentDispatchMetadata, outboundSipIdentity, SESSION_ATTRIBUTE } from '../livekit/naming.js';
 import { callLogger, type Logger } from '../obs/logger.js';
@@ -12,6 +14,9 @@ import type { DialLeases } from '../store/dial-leases.port.js';
 import type { CallOptions, CallRecord } from '../store/call-store.port.js';
 
 const DIAL_LEASE_MS = 15_000;
+/** A refused recording start is tried this often in all when CP-04 says a retry may help. */
+const RECORDING_START_ATTEMPTS = 3;
+const RECORDING_RETRY = { baseMs: 1000, maxMs: 8000 };
 
 export interface OutboundSettings {
   trunkId: string | null;
@@ -28,7 +33,11 @@ export interface CallCommandsOptions {
   leases: DialLeases;
   logger: Logger;
   outbound: OutboundSettings;
+  /** where and how calls are recorded (RECORDING_*) */
+  recording: Omit<RecordingConfig, 'mode'>;
   random?: () => number;
+  /** waits between recording start attempts (tests pass a quicker one) */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface CommandRunnerHandle extends CommandRunner {
@@ -44,6 +53,7 @@ export interface CommandRunnerHandle extends CommandRunner {
 export function createCommandRunner(options: CallCommandsOptions): CommandRunnerHandle {
   const { calls, clock, livekit, outbound, leases } = options;
   const random = options.random ?? Math.random;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref()));
   const pending = new Set<Promise<void>>();
   /** dial commands among `pending` */
   const pendingDials = new Set<Promise<void>>();
@@ -124,12 +134,51 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
   }
 
   async function hangUp(record: CallRecord, logger = callLogger(options.logger, record.id)): Promise<void> {
+    // The recording is stopped before the room goes: LiveKit cuts the file's tail when the room is deleted under it.
+    const stopped = await stopRecording(record, logger);
     try {
       await livekit.deleteRoom(record.context.roomName);
     } catch (err) {
       // The ending grace deadline still ends the session; LiveKit closes an empty room itself.
       const error = classifyError(err, 'hangup');
       logger.warn({ category: error.category, message: error.message }, 'hang-up request failed');
+    }
+    if (stopped) await deliver(record, { type: 'recording.updated', recording: stopped }, logger);
+  }
+
+  /** Stops the call's recording if it runs; LiveKit's answer, or null (none running, or the stop failed: the room's end stops it). */
+  async function stopRecording(record: CallRecord, logger: Logger): Promise<Recording | null> {
+    const recording = record.context.recording;
+    if (!recording?.egressId || (recording.status !== 'starting' && recording.status !== 'active')) return null;
+    try {
+      return await livekit.stopRecording(recording.egressId);
+    } catch (err) {
+      const error = classifyError(err, 'record');
+      logger.warn({ egress_id: recording.egressId, category: error.category, message: error.message }, 'recording could not be stopped before the hang-up');
+      return null;
+    }
+  }
+
+  async function startRecording(record: CallRecord): Promise<void> {
+    const logger = callLogger(options.logger, record.id);
+    const request = recordingRequest(record, options.recording, clock.now());
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const started = await livekit.startRecording(request);
+        await deliver(record, { type: 'recording.updated', recording: started }, logger);
+        return;
+      } catch (err) {
+        const error = classifyError(err, 'record');
+        if (error.retryable && attempt < RECORDING_START_ATTEMPTS) {
+          logger.warn({ attempt, category: error.category, message: error.message }, 'recording could not be started; trying again');
+          await sleep(retryDelayMs(attempt, { ...RECORDING_RETRY, random }));
+          continue;
+        }
+        // The call goes on unrecorded.
+        logger.warn({ attempt, category: error.category, message: error.message }, 'recording could not be started');
+        await deliver(record, { type: 'recording.updated', recording: failedRecording(toCallError(error)) }, logger);
+        return;
+      }
     }
   }
 
@@ -159,6 +208,8 @@ export function createCommandRunner(options: CallCommandsOptions): CommandRunner
         return track(hangUp(record));
       case 'transfer':
         return track(transfer(record));
+      case 'startRecording':
+        return track(startRecording(record));
     }
   }) as CommandRunnerHandle;
   run.handOver = async (waitMs) => {
@@ -192,6 +243,32 @@ function transferOptions(options: TransferOptions | null | undefined): TransferR
     ...(options.ringTimeoutS !== null ? { ringingTimeoutS: options.ringTimeoutS } : {}),
     ...(options.playDialtone !== null ? { playDialtone: options.playDialtone } : {}),
   };
+}
+
+/** The file path of a call's recording: RECORDING_FILEPATH with its placeholders filled in. */
+export function recordingFilepath(template: string, record: CallRecord, now: number): string {
+  const time = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const values: Record<string, string> = {
+    '{session_id}': record.id,
+    // A room name is the caller's to choose on inbound trunks: never a path of its own.
+    '{room}': record.context.roomName.replace(/[^A-Za-z0-9_+.-]/g, '_'),
+    '{time}': time,
+  };
+  return template.replace(/\{session_id\}|\{room\}|\{time\}/g, (placeholder) => values[placeholder] ?? placeholder);
+}
+
+function recordingRequest(record: CallRecord, recording: Omit<RecordingConfig, 'mode'>, now: number): RecordingRequest {
+  return {
+    roomName: record.context.roomName,
+    filepath: recordingFilepath(recording.filepath, record, now),
+    audioMixing: recording.audioMixing,
+    s3: recording.s3,
+  };
+}
+
+/** A recording LiveKit refused to start. */
+function failedRecording(error: CallError): Recording {
+  return { egressId: null, status: 'failed', startedAt: null, endedAt: null, durationS: null, sizeBytes: null, location: null, error };
 }
 
 /** The chart keeps the CallError fields only. */

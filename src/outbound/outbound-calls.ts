@@ -23,6 +23,8 @@ export interface PlaceCallRequest {
   displayName?: string;
   /** digits sent once answered; kept on the record only, never in the chart's context */
   dtmf?: string;
+  /** record the call (RECORDING decides when absent) */
+  record?: boolean;
 }
 
 export interface OutboundOptions {
@@ -86,6 +88,7 @@ export function createOutboundCalls(options: OutboundOptions) {
             ...options.settings,
             ringTimeoutS: request.ringTimeoutS ?? options.settings.ringTimeoutS,
             maxDurationS: request.maxDurationS ?? options.settings.maxDurationS,
+            record: request.record ?? options.settings.record,
           },
         }, { statusCallback: request.statusCallback ?? undefined, callOptions: callOptionsOf(request) });
       } catch (err) {

@@ -146,10 +146,23 @@ export interface CallStore {
   claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]>;
   /** Ids of calls that are not final, oldest first, at most `limit` (for reconciliation). */
   liveCallIds(limit: number): Promise<string[]>;
+  /** The call (live or final, while it is kept) whose recording is this LiveKit egress. */
+  findByEgress(egressId: string): Promise<string | undefined>;
+  /**
+   * Ids of calls, live or final, whose recording has not ended (starting, active or ending), at
+   * most `limit` (for reconciliation: LiveKit may never deliver an egress's end).
+   */
+  openRecordingIds(limit: number): Promise<string[]>;
   /** Throws StoreUnavailableError when the store cannot serve. */
   ping(): Promise<void>;
   /** Releases connections; the store is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/** Whether the call's recording has yet to end (what openRecordingIds lists). */
+export function hasOpenRecording(record: CallRecord): boolean {
+  const status = record.context.recording?.status;
+  return status === 'starting' || status === 'active' || status === 'ending';
 }
 
 /** The earliest deadline of a call, or null when none is armed. */

@@ -29,37 +29,60 @@ describe('CallRuntime', () => {
     const { runtime, store } = harness;
     await runtime.create(inboundInput());
     const stored = await store.get('call-in-1');
-    expect(stored?.machine).toBe('call-v2');
+    expect(stored?.machine).toBe('call-v3');
 
     // The same call as a future chart would have stored it.
     await store.commit({ ...(stored as NonNullable<typeof stored>), machine: 'call-v9', version: 2 }, []);
     const other = freshRuntime(store, harness);
     const failure = await other.send('call-in-1', { type: 'api.hangup' }).catch((err: unknown) => err);
     expect(failure).toBeInstanceOf(MachineVersionError);
-    expect((failure as Error).message).toBe('call call-in-1 was stored by chart call-v9; this service runs call-v2 and has no migration from it');
+    expect((failure as Error).message).toBe('call call-in-1 was stored by chart call-v9; this service runs call-v3 and has no migration from it');
     expect(await store.get('call-in-1')).toMatchObject({ machine: 'call-v9', state: 'ringing', version: 2 });
   });
+
+  /** The context as chart call-v2 stored it: no recording, no `record` setting. */
+  const stripV3 = (context: CallContext) => {
+    const { recording: _recording, ...rest } = context;
+    const { record: _record, ...settings } = context.settings;
+    return { ...rest, settings } as unknown as CallContext;
+  };
 
   /** The call as chart call-v1 stored it: no agent watchdog deadline or setting; `named`: with its chart's name. */
   async function storeAsV1(store: CallStore, id: string, named: boolean): Promise<void> {
     const current = (await store.get(id)) as CallRecord;
     const strip = (context: CallContext) => {
-      const { agentJoin: _deadline, ...deadlines } = context.deadlines;
-      const { agentJoinTimeoutS: _setting, ...settings } = context.settings;
-      return { ...context, deadlines, settings } as unknown as CallContext;
+      const v2 = stripV3(context);
+      const { agentJoin: _deadline, ...deadlines } = v2.deadlines;
+      const { agentJoinTimeoutS: _setting, ...settings } = v2.settings;
+      return { ...v2, deadlines, settings } as unknown as CallContext;
     };
     const { machine: _machine, ...unnamed } = current;
     const v1 = { ...unnamed, ...(named ? { machine: 'call-v1' } : {}), version: current.version + 1, context: strip(current.context) };
     await store.commit({ ...v1, snapshot: { ...(current.snapshot as object), context: v1.context } } as unknown as CallRecord, []);
   }
 
-  it('restores a call stored before records named their chart as call-v1, and goes on with it as call-v2', async () => {
+  it('migrates a connected call-v2 call: it goes on unrecorded, and its end still takes recording updates', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    await runtime.create({ ...inboundInput(), sipCallStatus: 'active' });
+    const current = (await store.get('call-in-1')) as CallRecord;
+    const context = stripV3(current.context);
+    await store.commit({ ...current, machine: 'call-v2', version: current.version + 1, context, snapshot: { ...(current.snapshot as object), context } } as unknown as CallRecord, []);
+    const other = freshRuntime(store, harness);
+    const result = await other.send('call-in-1', { type: 'livekit.room_finished' });
+    expect(result).toMatchObject({ outcome: 'applied', record: { machine: 'call-v3', state: 'ended', context: { recording: null, settings: { record: false } } } });
+    // Nothing was recorded, so an egress of its room is none of its business.
+    const egress = { egressId: 'EG_other', status: 'complete' as const, startedAt: 1, endedAt: 2, durationS: 1, sizeBytes: 1, location: 'x.ogg', error: null };
+    expect(await other.send('call-in-1', { type: 'recording.updated', recording: egress })).toMatchObject({ outcome: 'rejected' });
+  });
+
+  it('restores a call stored before records named their chart as call-v1, and goes on with it as call-v3', async () => {
     const harness = createCallHarness();
     const { runtime, store } = harness;
     await runtime.create(inboundInput());
     await storeAsV1(store, 'call-in-1', false);
     const other = freshRuntime(store, harness);
-    expect(await other.send('call-in-1', { type: 'livekit.room_finished' })).toMatchObject({ outcome: 'applied', record: { machine: 'call-v2', state: 'ended' } });
+    expect(await other.send('call-in-1', { type: 'livekit.room_finished' })).toMatchObject({ outcome: 'applied', record: { machine: 'call-v3', state: 'ended' } });
   });
 
   it('migrates a connected call-v1 call: it goes on without the agent watchdog it was answered without', async () => {
@@ -71,7 +94,7 @@ describe('CallRuntime', () => {
     await storeAsV1(store, 'call-in-1', true);
     const other = freshRuntime(store, harness);
     const result = await other.send('call-in-1', { type: 'livekit.agent_left', participant: { identity: 'agent-x', sid: null }, reason: 'CLIENT_INITIATED' });
-    expect(result).toMatchObject({ outcome: 'applied', record: { machine: 'call-v2', state: 'connected' } });
+    expect(result).toMatchObject({ outcome: 'applied', record: { machine: 'call-v3', state: 'connected' } });
     const migrated = (await store.get('call-in-1')) as CallRecord;
     expect(migrated.context.deadlines.agentJoin).toBeNull();
     expect(migrated.context.settings.agentJoinTimeoutS).toBe(0);

@@ -1,8 +1,16 @@
 // The webhook event builders of dev/: JSON as LiveKit sends it, which the SDK parses strictly.
 import { describe, expect, it } from 'vitest';
-import { ParticipantInfo_Kind } from '@livekit/protocol';
+import { EgressStatus, ParticipantInfo_Kind } from '@livekit/protocol';
 import { WebhookEvent } from 'livekit-server-sdk';
-import { agentParticipant, roomJson, sipParticipant, standardParticipant, webhookEvents, type WebhookEventJson } from '../../dev/webhook-events.js';
+import {
+  agentParticipant,
+  roomJson,
+  sipParticipant,
+  standardParticipant,
+  webhookEvents,
+  type EgressInfoJson,
+  type WebhookEventJson,
+} from '../../dev/webhook-events.js';
 
 describe('the webhook event builders', () => {
   const room = roomJson('builders-room');
@@ -15,6 +23,26 @@ describe('the webhook event builders', () => {
   });
   const agent = agentParticipant({ agentName: 'phone-agent' });
   const web = standardParticipant({ identity: 'web-user' });
+  const recording: EgressInfoJson = {
+    egressId: 'EG_abcdefghijkl',
+    roomId: room.sid,
+    roomName: room.name,
+    status: 'EGRESS_COMPLETE',
+    startedAt: '1750000000000000000',
+    endedAt: '1750000060000000000',
+    updatedAt: '1750000060000000000',
+    fileResults: [
+      {
+        filename: 'calls/c-1.ogg',
+        startedAt: '1750000000500000000',
+        endedAt: '1750000060000000000',
+        duration: '59500000000',
+        size: '952000',
+        location: 'https://bucket.s3.amazonaws.com/calls/c-1.ogg',
+      },
+    ],
+    details: 'End reason: StopEgress API',
+  };
   const all: Record<string, WebhookEventJson> = {
     roomStarted: webhookEvents.roomStarted(room),
     roomFinished: webhookEvents.roomFinished(room),
@@ -26,6 +54,10 @@ describe('the webhook event builders', () => {
     connectionAborted: webhookEvents.participantConnectionAborted(room, sip, 'CONNECTION_TIMEOUT'),
     trackPublished: webhookEvents.trackPublished(room, sip),
     trackUnpublished: webhookEvents.trackUnpublished(room, sip),
+    egressStarted: webhookEvents.egressStarted({ egressId: 'EG_abcdefghijkl', roomId: room.sid, roomName: room.name }),
+    egressUpdated: webhookEvents.egressUpdated({ ...recording, status: 'EGRESS_ACTIVE' }),
+    egressEnded: webhookEvents.egressEnded(recording),
+    egressFailed: webhookEvents.egressEnded({ ...recording, status: 'EGRESS_FAILED', error: 'upload failed', errorCode: 500 }),
   };
 
   it('produces JSON that WebhookEvent.fromJson parses strictly, for every builder', () => {
@@ -65,5 +97,19 @@ describe('the webhook event builders', () => {
     expect(all.trackPublished?.participant).toEqual({ sid: sip.sid, identity: sip.identity });
     expect(all.trackPublished?.room).toEqual({ sid: room.sid, name: room.name });
     expect(all.trackPublished?.track).toMatchObject({ sid: expect.stringMatching(/^TR_/), type: 'AUDIO', source: 'MICROPHONE' });
+  });
+
+  it('gives egress events the EgressInfo with int64 nanoseconds and the room by sid and name', () => {
+    const ended = WebhookEvent.fromJson(JSON.parse(JSON.stringify(all.egressEnded)));
+    expect(ended.event).toBe('egress_ended');
+    expect(ended.room?.sid).toBe(room.sid);
+    expect(ended.room?.name).toBe(room.name);
+    expect(all.egressEnded?.room).toEqual({ sid: room.sid, name: room.name });
+    expect(ended.egressInfo?.status).toBe(EgressStatus.EGRESS_COMPLETE);
+    const file = ended.egressInfo?.fileResults[0];
+    expect([file?.duration, file?.size, file?.location]).toEqual([59_500_000_000n, 952_000n, 'https://bucket.s3.amazonaws.com/calls/c-1.ogg']);
+    // EGRESS_STARTING is the zero value: absent from the JSON
+    expect(all.egressStarted?.egressInfo).not.toHaveProperty('status');
+    expect(WebhookEvent.fromJson(JSON.parse(JSON.stringify(all.egressStarted))).egressInfo?.status).toBe(EgressStatus.EGRESS_STARTING);
   });
 });

@@ -1,10 +1,10 @@
-// The webhook sender of dev/ (LiveKit's URL notifier: signing, per-room FIFO queues, retries),
+// The webhook sender of dev/ (LiveKit's URL notifier: signing, per-resource FIFO queues, retries),
 // checked against a receiver that verifies with livekit-server-sdk's WebhookReceiver.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebhookReceiver } from 'livekit-server-sdk';
-import { createWebhookSender, postWebhook, signWebhook, webhookHeaders, type WebhookSender } from '../../dev/webhook-sender.js';
+import { createWebhookSender, postWebhook, queueKey, signWebhook, webhookHeaders, type WebhookSender } from '../../dev/webhook-sender.js';
 import { roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
 import { startWebhookReceiver, type Respond } from '../support/webhook-receiver.js';
 
@@ -119,6 +119,17 @@ describe('the webhook sender', () => {
     expect(receiver.received.find((r) => r.event?.room?.name === 'slow')?.endedAt).toBeGreaterThan(fastDoneAt - 5);
     await webhooks.idle();
     expect(webhooks.deliveries).toHaveLength(2);
+  });
+
+  it('queues as livekit/protocol\'s EventKey: an egress event by its egress id, though it names its room', () => {
+    const room = roomJson('keyed-room');
+    const egress = { egressId: 'EG_keyed', roomId: room.sid, roomName: room.name };
+
+    expect(queueKey(webhookEvents.roomStarted(room))).toBe('keyed-room');
+    expect(queueKey(webhookEvents.participantJoined(room, sipParticipant({ phoneNumber: '+15550000000' })))).toBe('keyed-room');
+    expect(queueKey(webhookEvents.egressStarted(egress))).toBe('EG_keyed');
+    expect(queueKey(webhookEvents.egressEnded(egress))).toBe('EG_keyed');
+    expect(queueKey({ event: 'x', id: 'EV_1', createdAt: '0' })).toBe('default');
   });
 
   it('signs so that WebhookReceiver accepts the body, and rejects a tampered digest or an expired token', async () => {

@@ -11,10 +11,12 @@ import {
   ENDED_REASONS,
   ERROR_CATEGORIES,
   isFinalState,
+  RECORDING_STATUSES,
   type CallError,
   type CallEventType,
   type CallState,
   type DisconnectReason,
+  type RecordingStatus,
   type TimerName,
 } from '../../machines/call.types.js';
 import type { IncomingEvent, SendResult } from '../../src/calls/call-runtime.js';
@@ -22,7 +24,7 @@ import { toSession } from '../../src/http/session.js';
 import type { CallRecord } from '../../src/store/call-store.port.js';
 import { CATEGORY_POLICIES } from '../../src/errors/policy.js';
 import type { ObsEnvelope } from '../../src/obs/envelope.js';
-import { createCallHarness, inboundInput, outboundInput, seqGaps } from '../support/call-harness.js';
+import { createCallHarness, inboundInput, outboundInput, seqGaps, TEST_SETTINGS } from '../support/call-harness.js';
 import { startServiceHarness, type ServiceHarness } from '../support/service-harness.js';
 import {
   agentParticipant,
@@ -98,6 +100,7 @@ type EventSpec =
   | { type: 'api.hangup' }
   | { type: 'api.transfer'; to: string }
   | { type: 'reconcile.gone'; what: 'room' | 'participant' }
+  | { type: 'recording.updated'; egress: 'current' | 'other' | 'none'; status: RecordingStatus }
   | { type: TimerType; when: When; lateMs: number };
 
 // Every CallEvent type has a generator below; this fails to compile when the chart gains one.
@@ -180,6 +183,14 @@ const eventArb: fc.Arbitrary<EventSpec> = fc.oneof(
   w(1, fc.constant({ type: 'api.hangup' as const })),
   w(3, fc.record({ type: fc.constant('api.transfer' as const), to: fc.constantFrom('+31201234567', 'sip:desk@example.com') })),
   w(1, fc.record({ type: fc.constant('reconcile.gone' as const), what: fc.constantFrom<'room' | 'participant'>('room', 'participant') })),
+  w(
+    4,
+    fc.record({
+      type: fc.constant('recording.updated' as const),
+      egress: fc.constantFrom<'current' | 'other' | 'none'>('current', 'current', 'current', 'other', 'none'),
+      status: fc.constantFrom(...RECORDING_STATUSES),
+    }),
+  ),
   w(6, timerArb),
 );
 
@@ -381,6 +392,23 @@ function resolve(h: CallHarness, record: CallRecord, spec: EventSpec): IncomingE
       h.clock.set(Math.max(now, spec.when === 'at' ? deadline : deadline + spec.lateMs));
       return { type: spec.type };
     }
+    case 'recording.updated': {
+      const egressId = spec.egress === 'none' ? null : spec.egress === 'other' ? 'EG_fuzz_other' : (record.context.recording?.egressId ?? 'EG_fuzz1');
+      const ended = spec.status === 'complete' || spec.status === 'failed';
+      return {
+        type: spec.type,
+        recording: {
+          egressId,
+          status: spec.status,
+          startedAt: spec.status === 'starting' ? null : now - 1000,
+          endedAt: ended ? now : null,
+          durationS: spec.status === 'complete' ? 1 : null,
+          sizeBytes: spec.status === 'complete' ? 16_000 : null,
+          location: spec.status === 'complete' ? 'recordings/fuzz.ogg' : null,
+          error: spec.status === 'failed' ? { category: 'media_failure', retryable: false, message: 'egress failed', sipStatusCode: null } : null,
+        },
+      };
+    }
     default:
       return spec;
   }
@@ -426,9 +454,13 @@ function watchTimers(h: CallHarness): unknown[] {
 interface Frozen {
   state: CallState;
   endReason: string | null;
-  version: number;
+  /** the context without its recording, which may still change */
+  context: string;
   events: ObsEnvelope[];
 }
+
+const RECORDING_EVENTS = ['call.recording_started', 'call.recording_ended', 'call.recording_failed'];
+const withoutRecording = (record: CallRecord): string => JSON.stringify({ ...record.context, recording: undefined });
 
 const LIVE_ANSWERED: readonly CallState[] = ['connected', 'transferring'];
 
@@ -447,8 +479,16 @@ async function checkCall(h: CallHarness, id: string, frozen: Frozen | null, wher
   const terminal = events.filter((e) => e.event === 'call.ended' || e.event === 'call.failed');
   expect(terminal.length, `${where}: one call.ended/call.failed exactly when final`).toBe(final ? 1 : 0);
   if (final) {
-    expect(events.at(-1)?.event, `${where}: the final event is the last one`).toBe(record.state === 'ended' ? 'call.ended' : 'call.failed');
+    const lastOfCall = events.filter((e) => !RECORDING_EVENTS.includes(e.event)).at(-1);
+    expect(lastOfCall?.event, `${where}: the final event is the call's last one`).toBe(record.state === 'ended' ? 'call.ended' : 'call.failed');
   }
+  const recordingEvents = events.filter((e) => RECORDING_EVENTS.includes(e.event)).map((e) => e.event);
+  expect(recordingEvents.filter((e) => e === 'call.recording_started').length, `${where}: one call.recording_started at most`).toBeLessThanOrEqual(1);
+  expect(recordingEvents.filter((e) => e !== 'call.recording_started').length, `${where}: one end of the recording at most`).toBeLessThanOrEqual(1);
+  if (recordingEvents.includes('call.recording_ended')) expect(recordingEvents[0], `${where}: a recording ends after it started`).toBe('call.recording_started');
+  const status = record.context.recording?.status;
+  expect(recordingEvents.includes('call.recording_ended'), `${where}: call.recording_ended exactly when complete`).toBe(status === 'complete');
+  expect(recordingEvents.includes('call.recording_failed'), `${where}: call.recording_failed exactly when failed`).toBe(status === 'failed');
 
   expect(session.end_reason !== null, `${where}: end_reason is set exactly when final (state ${record.state})`).toBe(final);
   if (record.state === 'failed') expect(ERROR_CATEGORIES, `${where}: a failed call ends with a CP-04 category`).toContain(session.end_reason);
@@ -465,11 +505,13 @@ async function checkCall(h: CallHarness, id: string, frozen: Frozen | null, wher
   if (frozen) {
     expect(record.state, `${where}: a final state never changes`).toBe(frozen.state);
     expect(record.context.endReason, `${where}: a final end_reason never changes`).toBe(frozen.endReason);
-    expect(record.version, `${where}: a final call is never committed again`).toBe(frozen.version);
-    expect(events, `${where}: no event is appended once final`).toEqual(frozen.events);
+    expect(withoutRecording(record), `${where}: a final call changes nothing but its recording`).toBe(frozen.context);
+    expect(events.slice(0, frozen.events.length), `${where}: no event of a final call changes`).toEqual(frozen.events);
+    const appended = events.slice(frozen.events.length).map((e) => e.event);
+    expect(appended.every((e) => RECORDING_EVENTS.includes(e)), `${where}: only recording events follow the final one (${appended.join(', ')})`).toBe(true);
     return frozen;
   }
-  return final ? { state: record.state, endReason: record.context.endReason, version: record.version, events } : null;
+  return final ? { state: record.state, endReason: record.context.endReason, context: withoutRecording(record), events } : null;
 }
 
 const OUTCOMES: readonly SendResult['outcome'][] = ['applied', 'rejected', 'ignored'];
@@ -485,10 +527,12 @@ const WAITING_STATES: readonly CallState[] = ['queued'];
 async function play(kind: CallKind, steps: Step[], options: { liveness: boolean }): Promise<void> {
   const h = createCallHarness();
   const timerErrors = watchTimers(h);
+  // Every fuzzed call is recorded, so recording updates meet every state.
+  const settings = { ...TEST_SETTINGS, record: true };
   const input =
     kind === 'outbound'
-      ? outboundInput()
-      : inboundInput({ sipCallStatus: kind === 'inbound answered on arrival' ? 'active' : 'ringing' });
+      ? outboundInput({ settings })
+      : inboundInput({ sipCallStatus: kind === 'inbound answered on arrival' ? 'active' : 'ringing', settings });
   const id = input.sessionId;
   await h.runtime.create(input);
   let frozen = await checkCall(h, id, null, 'after create');
@@ -511,7 +555,9 @@ async function play(kind: CallKind, steps: Step[], options: { liveness: boolean 
           throw new Error(`${where}: send threw ${String(err)}${err instanceof Error && err.cause ? ` (cause: ${String(err.cause)})` : ''}`, { cause: err });
         }
         expect(OUTCOMES, `${where}: outcome`).toContain(result.outcome);
-        expect(result.outcome === 'ignored', `${where}: ignored exactly when the call was already final`).toBe(wasFinal);
+        // A final call takes recording updates (applied or rejected by the chart) and ignores the rest.
+        const finalTakes = wasFinal && event.type === 'recording.updated';
+        expect(result.outcome === 'ignored', `${where}: ignored exactly when the call was already final`).toBe(wasFinal && !finalTakes);
         frozen = await checkCall(h, id, frozen, where);
       }
     }

@@ -78,7 +78,7 @@ describe('GET /v1/calls', () => {
       [
         'id', 'direction', 'state', 'end_reason', 'caller_number', 'callee_number', 'livekit_room',
         'sip_participant_identity', 'sip_call_id', 'agent', 'attempt', 'created_at', 'ringing_at',
-        'answered_at', 'ended_at', 'duration_s', 'error', 'metadata', 'sip_headers', 'display_name',
+        'answered_at', 'ended_at', 'duration_s', 'error', 'metadata', 'sip_headers', 'display_name', 'recording',
       ].sort(),
     );
   });

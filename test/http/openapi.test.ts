@@ -70,6 +70,12 @@ describe('GET /openapi.json', () => {
     const doc = (await response.json()) as Doc;
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Session', 'Problem', 'CreateCall', 'Envelope']));
+    // The recording: the request's `record` and the session's `recording` with its statuses.
+    const text = JSON.stringify(doc);
+    expect(text).toMatch(/"record":\{"description":"[^"]*","type":"boolean"\}/);
+    for (const status of ['starting', 'active', 'ending', 'complete', 'failed']) expect(text).toContain(`"${status}"`);
+    expect(text).toContain('"egress_id"');
+    expect(text).toContain('call.recording_ended');
   });
 
   it('documents every route the service serves, and nothing it does not', async () => {

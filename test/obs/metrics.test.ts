@@ -131,6 +131,9 @@ function fakePort(overrides: Partial<LiveKitPort> = {}): LiveKitPort {
     transfer: async () => undefined,
     listParticipants: async () => [],
     listRooms: async () => [{ name: 'room-x', sid: 'RM_x' }],
+    startRecording: async () => ({ egressId: 'EG_x', status: 'starting', startedAt: null, endedAt: null, durationS: null, sizeBytes: null, location: null, error: null }),
+    stopRecording: async () => ({ egressId: 'EG_x', status: 'ending', startedAt: null, endedAt: null, durationS: null, sizeBytes: null, location: null, error: null }),
+    listRecordings: async () => [],
     ...overrides,
   };
 }

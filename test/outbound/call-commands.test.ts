@@ -58,6 +58,7 @@ async function setup(outbound: Partial<OutboundSettings> = {}) {
     leases,
     logger,
     outbound: { trunkId: 'ST_outbound', callerId: '+3197000000000', retryBaseMs: 1000, retryMaxMs: 8000, ...outbound },
+    recording: { filepath: 'recordings/{session_id}.ogg', audioMixing: 'mixed', s3: null },
     random: () => 0.5,
   });
   const lk = standIn;
@@ -317,6 +318,7 @@ describe('call commands', () => {
         leases: t.leases,
         logger: t.logger,
         outbound: { trunkId: 'ST_outbound', callerId: '+3197000000000', retryBaseMs: 1000, retryMaxMs: 8000 },
+        recording: { filepath: 'recordings/{session_id}.ogg', audioMixing: 'mixed', s3: null },
       });
       failing('dial', record);
       await expect(failing.inFlight()).resolves.toBeUndefined();

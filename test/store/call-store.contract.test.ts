@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { MemoryCallStore } from '../../src/store/memory/call.store.js';
 import type { CallStore, StoredResponse } from '../../src/store/call-store.port.js';
+import type { RecordingStatus } from '../../machines/call.types.js';
 import { InvalidCursorError, VersionConflictError } from '../../src/store/errors.js';
 import { allPages, envelope, openRedis, record, sleep, useRedisStores, type StoreOptions } from '../support/store-fixtures.js';
 
@@ -260,6 +261,33 @@ describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => 
     await store.commit(record('a', 'failed', 2), []);
     await store.commit(record('c', 'connected', 2), []);
     expect(await store.liveCallIds(10)).toEqual(['c', 'd']);
+  });
+
+  it("finds a call by its recording's egress, also once final, and lists the calls whose recording has not ended", async () => {
+    const store = open({ retentionMs: 200 });
+    const recording = (status: RecordingStatus, egressId: string | null = 'EG_1') => ({
+      recording: { egressId, status, startedAt: null, endedAt: null, durationS: null, sizeBytes: null, location: null, error: null },
+    });
+    await store.commit(record('a', 'connected', 1, recording('starting', null)), []);
+    await store.commit(record('b', 'connected', 1), []);
+    await store.commit(record('c', 'connected', 1, recording('active', 'EG_3')), []);
+    expect(await store.findByEgress('EG_1')).toBeUndefined();
+    expect(await store.openRecordingIds(10)).toEqual(['a', 'c']);
+    await store.commit(record('a', 'connected', 2, recording('active')), []);
+    await store.commit(record('a', 'ended', 3, recording('ending')), []);
+    expect(await store.findByEgress('EG_1')).toBe('a');
+    expect(await store.findByEgress('EG_3')).toBe('c');
+    expect(await store.openRecordingIds(10)).toEqual(['a', 'c']);
+    expect(await store.openRecordingIds(1)).toHaveLength(1);
+    await store.commit(record('a', 'ended', 4, recording('complete')), []);
+    await store.commit(record('c', 'ended', 2, recording('failed', 'EG_3')), []);
+    expect(await store.openRecordingIds(10)).toEqual([]);
+    expect(await store.findByEgress('EG_1')).toBe('a');
+    // Forgotten with the call.
+    await advance(400);
+    await store.commit(record('other', 'ringing', 1), []);
+    expect(await store.get('a')).toBeUndefined();
+    expect(await store.findByEgress('EG_1')).toBeUndefined();
   });
 
   it('drops a final call and its events after the retention period, and keeps live calls', async () => {

@@ -15,6 +15,7 @@ export const TEST_SETTINGS: CallSettings = {
   agentGraceS: 5,
   agentJoinTimeoutS: 20,
   maxDialAttempts: 2,
+  record: false,
 };
 
 export function inboundInput(overrides: Partial<CallInput> = {}): Omit<CallInput, 'at'> {

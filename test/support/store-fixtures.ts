@@ -14,7 +14,7 @@ import { useRedis, type RedisHandle } from '../../dev/redis-server.js';
 
 export const NO_DEADLINES = { ring: null, maxDuration: null, retry: null, endingGrace: null, agentGrace: null };
 
-type ContextPart = Partial<Pick<CallContext, 'roomName' | 'roomSid' | 'sipIdentity' | 'direction'>> & {
+type ContextPart = Partial<Pick<CallContext, 'roomName' | 'roomSid' | 'sipIdentity' | 'direction' | 'recording'>> & {
   deadlines?: Partial<CallContext['deadlines']>;
 };
 
@@ -33,6 +33,7 @@ export function record(id: string, state: CallState, version = 1, context: Conte
       sipIdentity: context.sipIdentity === undefined ? `sip_${id}` : context.sipIdentity,
       direction: context.direction ?? 'inbound',
       deadlines: { ...NO_DEADLINES, ...context.deadlines },
+      ...(context.recording !== undefined ? { recording: context.recording } : {}),
     } as never,
   };
 }

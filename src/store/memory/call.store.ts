@@ -7,6 +7,7 @@ import { VersionConflictError } from '../errors.js';
 import type { Delivery } from '../outbox.port.js';
 import type { MemoryOutbox } from './outbox.js';
 import {
+  hasOpenRecording,
   nextDeadline,
   type CallRecord,
   type CallStore,
@@ -77,6 +78,9 @@ export class MemoryCallStore implements CallStore {
   private readonly liveByRoomSid = new Map<string, string>();
   private readonly liveByRoomName = new Map<string, string>();
   private readonly liveBySipIdentity = new Map<string, string>();
+  private readonly byEgress = new Map<string, string>();
+  /** calls whose recording has not ended, in the order they started one */
+  private readonly openRecordings = new Set<string>();
   private readonly webhooks: BoundedIdSet;
   /** live calls' earliest deadline */
   private readonly timers = new Map<string, number>();
@@ -123,8 +127,20 @@ export class MemoryCallStore implements CallStore {
     } else {
       this.index(record);
     }
+    const egressId = record.context.recording?.egressId;
+    if (egressId) this.byEgress.set(egressId, record.id);
+    if (hasOpenRecording(record)) this.openRecordings.add(record.id);
+    else this.openRecordings.delete(record.id);
     this.options.outbox?.add(deliveries, this.now());
     this.prune();
+  }
+
+  async findByEgress(egressId: string): Promise<string | undefined> {
+    return this.byEgress.get(egressId);
+  }
+
+  async openRecordingIds(limit: number): Promise<string[]> {
+    return [...this.openRecordings].slice(0, limit);
   }
 
   async findLiveByRoom(room: RoomRef): Promise<string | undefined> {
@@ -273,6 +289,9 @@ export class MemoryCallStore implements CallStore {
       const entry = this.entries.get(id);
       const count = this.finalQueue.length - this.finalHead;
       if (entry && count <= this.options.maxFinalCalls && (entry.finalAt ?? 0) > oldestKept) break;
+      const egressId = entry?.record.context.recording?.egressId;
+      if (egressId) this.byEgress.delete(egressId);
+      this.openRecordings.delete(id);
       this.entries.delete(id);
       this.options.outbox?.forget(id);
       this.finalHead++;

@@ -28,6 +28,8 @@
 //     room:sid:<sid>           string -> id of the live call in that LiveKit room
 //     room:name:<name>         string -> id of the live call last committed with that room name
 //     sip:<identity>           string -> id of the live call with that SIP participant
+//     egress:<egressId>        string -> id of the call that egress records; expires with a final call
+//     recordings:open          ZSET id -> ordinal of calls, live or final, whose recording has not ended
 //     timers                   ZSET id -> nextDeadline(record) of live calls, or the lease end
 //                              of a claimed timer
 //     webhook:<eventId>        "1", SET NX PX webhookDedupTtlMs
@@ -59,6 +61,7 @@ import { StoreUnavailableError, VersionConflictError } from '../errors.js';
 import { CLAIM_DUE, LuaScript, type RedisConnection } from './connection.js';
 import { deliveriesKey, type RedisOutbox } from './outbox.js';
 import {
+  hasOpenRecording,
   nextDeadline,
   type CallRecord,
   type CallStore,
@@ -457,6 +460,22 @@ export class RedisCallStore implements CallStore {
     });
   }
 
+  async findByEgress(egressId: string): Promise<string | undefined> {
+    return this.guard('findByEgress', async () => (await this.redis.get(this.key(`egress:${egressId}`))) ?? undefined);
+  }
+
+  async openRecordingIds(limit: number): Promise<string[]> {
+    return this.guard('openRecordingIds', async () => {
+      const index = this.key('recordings:open');
+      const members = await this.redis.zrange(index, 0, limit - 1);
+      const records = await Promise.all(members.map((id) => this.load(id)));
+      // A call whose record expired, or whose recording ended since, leaves the index.
+      const stale = members.filter((_, i) => !records[i] || !hasOpenRecording(records[i] as CallRecord));
+      if (stale.length > 0) await this.redis.zrem(index, ...stale);
+      return members.filter((id) => !stale.includes(id));
+    });
+  }
+
   async liveCallIds(limit: number): Promise<string[]> {
     return this.guard('liveCallIds', async () => {
       const index = this.key('calls:live');
@@ -555,6 +574,13 @@ export class RedisCallStore implements CallStore {
     const due = final ? null : nextDeadline(record);
     if (due === null) ops.push(this.redis.zrem(this.key('timers'), id));
     else ops.push(this.redis.zadd(this.key('timers'), due, id));
+    const egressId = record.context.recording?.egressId;
+    if (egressId) {
+      const egressKey = this.key(`egress:${egressId}`);
+      ops.push(final ? this.redis.set(egressKey, id, 'PX', this.options.retentionMs) : this.redis.set(egressKey, id));
+    }
+    if (hasOpenRecording(record)) ops.push(this.redis.zadd(this.key('recordings:open'), Number.isFinite(ordinal) ? ordinal : 0, id));
+    else if (record.context.recording) ops.push(this.redis.zrem(this.key('recordings:open'), id));
     if (final) {
       ops.push(this.redis.zadd(this.key('calls:expiry'), 'NX', this.now() + this.options.retentionMs, id));
       // Room indexes hold ended calls only as long as their records live (readers drop expired entries too).
@@ -581,6 +607,7 @@ export class RedisCallStore implements CallStore {
         this.key('calls:all'),
         this.key('calls:live'),
         this.key('timers'),
+        this.key('recordings:open'),
         ...CALL_STATES.map((state) => this.stateKey(state)),
         ...DIRECTIONS.map((direction) => this.directionKey(direction)),
         expiry,
