@@ -66,7 +66,8 @@ export const REQUESTED_RECORDING: Recording = Object.freeze({
 
 /** News about the call's own recording: a later status of its egress, or the egress id of the start in flight. */
 export function isRecordingProgress(current: Recording | null, update: Recording): boolean {
-  if (current === null) return false;
+  // Nothing changes a recording that has ended, not even learning an egress id.
+  if (current === null || RECORDING_PROGRESS[current.status] === RECORDING_PROGRESS.complete) return false;
   if (current.egressId !== null && update.egressId !== current.egressId) return false;
   if (RECORDING_PROGRESS[update.status] > RECORDING_PROGRESS[current.status]) return true;
   return current.egressId === null && update.egressId !== null && update.status === current.status;
