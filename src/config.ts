@@ -45,9 +45,9 @@ export interface Config {
 }
 
 /** Which calls are recorded unless their request says otherwise. */
-export const RECORDING_MODES = Object.freeze(['off', 'inbound', 'outbound', 'all'] as const);
+const RECORDING_MODES = Object.freeze(['off', 'inbound', 'outbound', 'all'] as const);
 export type RecordingMode = (typeof RECORDING_MODES)[number];
-export const AUDIO_MIXINGS = Object.freeze(['mixed', 'dual_channel'] as const);
+const AUDIO_MIXINGS = Object.freeze(['mixed', 'dual_channel'] as const);
 export type AudioMixing = (typeof AUDIO_MIXINGS)[number];
 
 /** Call recording through LiveKit Egress (docs/recording.md). */
@@ -370,7 +370,7 @@ function statusCallbackConfig(env: Env): StatusCallbackConfig {
   };
 }
 
-export const DEFAULT_RECORDING_FILEPATH = 'recordings/{session_id}.ogg';
+const DEFAULT_RECORDING_FILEPATH = 'recordings/{session_id}.ogg';
 const FILEPATH_PLACEHOLDERS = ['{session_id}', '{room}', '{time}'];
 
 /** Every RECORDING_* variable is checked; every bad one is a line of the error. */

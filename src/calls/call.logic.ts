@@ -53,7 +53,7 @@ export function callDurationS(context: CallContext): number | null {
 const RECORDING_PROGRESS: Record<RecordingStatus, number> = { starting: 0, active: 1, ending: 2, complete: 3, failed: 3 };
 
 /** A recording the plane has asked for and LiveKit has not answered yet. */
-export const REQUESTED_RECORDING: Recording = Object.freeze({
+const REQUESTED_RECORDING: Recording = Object.freeze({
   egressId: null,
   status: 'starting',
   startedAt: null,
@@ -65,7 +65,7 @@ export const REQUESTED_RECORDING: Recording = Object.freeze({
 });
 
 /** News about the call's own recording: a later status of its egress, or the egress id of the start in flight. */
-export function isRecordingProgress(current: Recording | null, update: Recording): boolean {
+function isRecordingProgress(current: Recording | null, update: Recording): boolean {
   // Nothing changes a recording that has ended, not even learning an egress id.
   if (current === null || RECORDING_PROGRESS[current.status] === RECORDING_PROGRESS.complete) return false;
   if (current.egressId !== null && update.egressId !== current.egressId) return false;

@@ -86,7 +86,7 @@ const ErrorSchema = z.strictObject({
   sip_status_code: z.int().nullable(),
 });
 
-export const RecordingSchema = z
+const RecordingSchema = z
   .strictObject({
     egress_id: z.string().nullable().describe("LiveKit's egress id; null until LiveKit accepted the start"),
     status: z.enum(RECORDING_STATUSES),

@@ -51,7 +51,7 @@ export function audioMixing(mixing: RecordingRequest['audioMixing']): AudioMixin
  * The recording status of an egress status. LIMIT_REACHED stopped at the egress's own time limit,
  * and its file is complete up to there; ABORTED never recorded.
  */
-export function recordingStatus(status: EgressStatus): RecordingStatus {
+function recordingStatus(status: EgressStatus): RecordingStatus {
   switch (status) {
     case EgressStatus.EGRESS_STARTING:
       return 'starting';

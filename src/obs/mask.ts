@@ -44,7 +44,7 @@ export function maskDeep<T>(value: T): T {
 
 /** Keys whose values are secrets: never written to a log, at any depth. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['authorization', 'Authorization', 'apiSecret', 'secret', 'token']);
-export const REDACTED = '[redacted]';
+const REDACTED = '[redacted]';
 
 /** maskDeep, with the value of every secret key (SECRET_KEYS) replaced by `[redacted]`: what a log line may hold. */
 export function maskForLog<T>(value: T): T {

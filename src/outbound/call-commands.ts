@@ -246,7 +246,7 @@ function transferOptions(options: TransferOptions | null | undefined): TransferR
 }
 
 /** The file path of a call's recording: RECORDING_FILEPATH with its placeholders filled in. */
-export function recordingFilepath(template: string, record: CallRecord, now: number): string {
+function recordingFilepath(template: string, record: CallRecord, now: number): string {
   const time = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const values: Record<string, string> = {
     '{session_id}': record.id,
