@@ -23,6 +23,7 @@ import { freePort, useRedis } from '../dev/redis-server.js';
 import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, finish, fmt, fmtInt, out, sleep, textTable } from './common.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
 import { build, forkChild, generate, metric, rssMiB, startServer, stop } from './servers.js';
+import { boundTableData } from './memory-bound-table.js';
 
 /** RSS after 100,000 webhooks with the default configuration (docs/performance.md says what it is made of). */
 const RSS_BOUND_MIB = 400;
@@ -104,19 +105,9 @@ async function run(store: 'memory' | 'redis', replicas: number, rounds: number, 
   }
 }
 
-function boundTable(r: BoundRun): string[] {
-  return textTable(
-    ['webhooks', ...Array.from({ length: r.replicas }, (_, i) => (r.replicas > 1 ? `RSS replica ${i + 1} MiB` : 'RSS MiB')), 'live actors', ...(r.store === 'redis' ? ['Redis MiB', 'Redis keys'] : [])],
-    [
-      ['0 (idle)', ...r.idleRssMiB.map((x) => fmt(x, 0)), '', ...(r.store === 'redis' ? ['', ''] : [])],
-      ...r.rounds.map((round) => [
-        fmtInt(round.webhooks),
-        ...round.rssMiB.map((x) => fmt(x, 0)),
-        round.liveActors.join(', '),
-        ...(r.store === 'redis' ? [fmt(round.redisUsedMiB ?? 0, 0), fmtInt(round.redisKeys ?? 0)] : []),
-      ]),
-    ],
-  );
+function table(run: BoundRun): string[] {
+  const { headers, rows } = boundTableData(run);
+  return textTable(headers, rows);
 }
 
 async function main(): Promise<void> {
@@ -129,9 +120,9 @@ async function main(): Promise<void> {
   try {
     out(`bounded memory: ${rounds} rounds of ${fmtInt(calls)} calls (${fmtInt(calls * EVENTS_PER_CALL)} webhooks) each, every call run to its end, ${LOAD.connections} connections per replica`);
     const memory = await run('memory', 1, rounds, calls, settleMs, standIn.url);
-    for (const line of boundTable(memory)) out(`  ${line}`);
+    for (const line of table(memory)) out(`  ${line}`);
     const redis = await run('redis', replicas, rounds, calls, settleMs, standIn.url);
-    for (const line of boundTable(redis)) out(`  ${line}`);
+    for (const line of table(redis)) out(`  ${line}`);
     for (const r of [memory, redis]) {
       const first = (r.rounds[0] as BoundRound).rssMiB;
       out(`  ${r.store}: RSS after ${fmtInt((r.rounds[0] as BoundRound).webhooks)} webhooks ${first.map((x) => fmt(x, 0)).join(', ')} MiB (bound ${RSS_BOUND_MIB}: ${first.every((x) => x <= RSS_BOUND_MIB) ? 'met' : 'MISSED'}), ` +

@@ -12,6 +12,7 @@ import type { RecoveryResult } from './recovery.js';
 import type { IngestResult } from './webhook-ingest.js';
 import type { BudgetResult } from './cpu-budget.js';
 import type { BoundResult, BoundRun } from './memory-bound.js';
+import { boundTableData } from './memory-bound-table.js';
 import type { StartupResult } from './startup.js';
 
 interface Results {
@@ -147,17 +148,8 @@ if (startup) {
 } else rows.push(missing('start-up and idle'));
 
 function boundDetail(run: BoundRun): string[] {
-  const redis = run.store === 'redis';
-  return [
-    ...markdownTable(
-      ['webhooks', ...run.idleRssMiB.map((_, i) => (run.replicas > 1 ? `RSS replica ${i + 1} MiB` : 'RSS MiB')), 'live actors', ...(redis ? ['Redis used MiB', 'Redis keys'] : [])],
-      [
-        ['0 (idle)', ...run.idleRssMiB.map((x) => fmt(x, 0)), '', ...(redis ? ['', ''] : [])],
-        ...run.rounds.map((r) => [fmtInt(r.webhooks), ...r.rssMiB.map((x) => fmt(x, 0)), r.liveActors.join(', '), ...(redis ? [fmt(r.redisUsedMiB ?? 0, 0), fmtInt(r.redisKeys ?? 0)] : [])]),
-      ],
-    ),
-    '',
-  ];
+  const { headers, rows } = boundTableData(run);
+  return [...markdownTable(headers, rows), ''];
 }
 
 const headers = ['figure', 'baseline', 'service', 'ratio', 'target', 'verdict'];

@@ -10,14 +10,13 @@ import {
   type EgressInfo,
 } from '@livekit/protocol';
 import type { CallError, Recording, RecordingStatus } from '../../machines/call.types.js';
+import type { RecordingConfig } from '../config.js';
 import { maskSensitive } from '../errors/classify.js';
 
 /** What the plane asks LiveKit to record (RECORDING_* settings, the file path already filled in). */
-export interface RecordingRequest {
+export interface RecordingRequest extends Pick<RecordingConfig, 'audioMixing' | 's3'> {
   roomName: string;
   filepath: string;
-  audioMixing: 'mixed' | 'dual_channel';
-  s3: { bucket: string; region: string | null; endpoint: string | null; accessKey: string | null; secret: string | null } | null;
 }
 
 /** The audio-only OGG file output of a recording: to the bucket when one is configured, else where the egress service writes. */

@@ -12,7 +12,8 @@ import {
   S3Upload,
 } from '@livekit/protocol';
 import { AccessToken, EgressClient, RoomServiceClient, ServerError, type WebhookEvent } from 'livekit-server-sdk';
-import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
+import { DEFAULT_API_KEY, DEFAULT_API_SECRET, startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
+import { caught, sleep } from '../support/promises.js';
 import { startWebhookReceiver, type Respond } from '../support/webhook-receiver.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -35,18 +36,7 @@ const startReceiver = (s: { apiKey: string; apiSecret: string }, respond?: Respo
   startWebhookReceiver(cleanups, s.apiKey, s.apiSecret, respond);
 
 // The stand-in's defaults, so a receiver can start before it.
-const KEYS = { apiKey: 'devkey', apiSecret: 'stand-in-dev-secret-0123456789abcdef' };
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the promise to reject');
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const KEYS = { apiKey: DEFAULT_API_KEY, apiSecret: DEFAULT_API_SECRET };
 
 /** An OGG recording, the way a call recorder asks for one. */
 function oggFile(filepath: string, s3?: Partial<S3Upload>): EncodedFileOutput {

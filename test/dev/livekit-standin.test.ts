@@ -4,6 +4,7 @@ import { CreateSIPParticipantRequest, DisconnectReason, ParticipantInfo_Kind, Tr
 import { AccessToken, AgentDispatchClient, RoomServiceClient, ServerError, SipCallError, SipClient } from 'livekit-server-sdk';
 import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
 import { agentParticipant, sipParticipant, standardParticipant } from '../../dev/webhook-events.js';
+import { caught, sleep } from '../support/promises.js';
 import { startWebhookReceiver } from '../support/webhook-receiver.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -30,17 +31,6 @@ function clients(s: LiveKitStandIn, requestTimeout?: number) {
 }
 
 const startReceiver = (apiKey: string, apiSecret: string) => startWebhookReceiver(cleanups, apiKey, apiSecret);
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the promise to reject');
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function adminToken(s: LiveKitStandIn) {
   const token = new AccessToken(s.apiKey, s.apiSecret);

@@ -12,7 +12,7 @@ import type { Session } from '../../src/http/session.js';
 import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { freePort } from '../../dev/redis-server.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
-import { spawnService } from '../support/service-process.js';
+import { killNow, spawnService, waitReady } from '../support/service-process.js';
 
 const KEY = 'recording-restart-key-0000001';
 const CALLER = '+31612345678';
@@ -42,22 +42,10 @@ async function startReplica(name: string): Promise<{ child: ChildProcess; port: 
     },
     { output: createWriteStream(join(logDir, `${name}.log`), { flags: 'a' }) },
   );
-  const deadline = Date.now() + 20_000;
-  while (!(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false))) {
-    if (Date.now() > deadline) throw new Error(`replica ${name} did not start; see ${logDir}`);
-    await sleep(100);
-  }
+  await waitReady(port, logDir);
   const replica = { child, port };
   replicas.push(replica);
   return replica;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  // A process killed by a signal has no exit code, only its signal.
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 async function api<T>(port: number, path: string): Promise<T> {
@@ -80,7 +68,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  for (const replica of replicas) await kill(replica.child);
+  for (const replica of replicas) await killNow(replica.child);
   await standIn?.close();
 });
 
@@ -104,7 +92,7 @@ describe('recording across replicas', () => {
     const egress = standIn.egresses.get(active?.recording?.egress_id ?? '');
     expect(egress?.roomName).toBe(room);
 
-    await kill(a.child);
+    await killNow(a.child);
     standIn.webhooks?.setUrl(`http://127.0.0.1:${b.port}/webhook`);
     // The caller hangs up; LiveKit closes the room, and finishes the file after it.
     standIn.leaveParticipant(room, identity, 'CLIENT_INITIATED');

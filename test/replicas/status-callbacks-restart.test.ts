@@ -10,7 +10,7 @@ import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-stan
 import { freePort } from '../../dev/redis-server.js';
 import { startStatusCallbackReceiver, type StatusCallbackReceiver } from '../../dev/status-callback-receiver.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
-import { spawnService } from '../support/service-process.js';
+import { killNow, spawnService, waitReady } from '../support/service-process.js';
 
 const KEY = 'restart-test-key-0000000001';
 const SECRET = `whsec_${Buffer.from('restart-test-status-callback-secret').toString('base64')}`;
@@ -45,20 +45,13 @@ async function startService(): Promise<void> {
     },
     { output: createWriteStream(join(logDir, 'service.log'), { flags: 'a' }) },
   );
-  const deadline = Date.now() + 20_000;
-  while (!(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false))) {
-    if (Date.now() > deadline) throw new Error(`the service did not start; see ${logDir}`);
-    await sleep(100);
-  }
+  await waitReady(port, logDir);
 }
 
 async function stopService(): Promise<void> {
   const running = child;
   child = null;
-  if (!running || running.exitCode !== null) return;
-  const exited = new Promise((resolve) => running.once('exit', resolve));
-  running.kill('SIGKILL');
-  await exited;
+  if (running) await killNow(running);
 }
 
 async function api<T>(path: string): Promise<T> {

@@ -26,3 +26,21 @@ export function spawnService(env: Record<string, string | undefined>, options: S
   }
   return child;
 }
+
+/** Waits until the service on `port` answers /readyz 200; `logs` says where to look when it does not. */
+export async function waitReady(port: number, logs: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false))) {
+    if (Date.now() > deadline) throw new Error(`the service on port ${port} did not start; see ${logs}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** SIGKILL, and wait for the process to be gone (at once when it is gone already). */
+export async function killNow(child: ChildProcess): Promise<void> {
+  // A process killed by a signal has no exit code, only its signal.
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
