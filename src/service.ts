@@ -134,7 +134,7 @@ export function createService(deps: ServiceDeps): Service {
     // The command runner sends its results back to the runtime: it is made below, with the runtime.
     commands: (command, record) => commands(command, record),
     inspect: deps.inspect,
-    afterCommit: (envelopes) => backend.eventLog.append(envelopes),
+    afterCommit: backend.eventLog.append?.bind(backend.eventLog),
     statusCallbacks: { plan: createDeliveryPlanner(config.statusCallbacks), recorded: () => sender.kick() },
   });
   const leases = backend.dialLeases;

@@ -12,7 +12,7 @@ import { callLogger, logObsEvent, type Logger } from '../obs/logger.js';
 import { createCallLogic, type CallEffect, type CallLogic } from './call.logic.js';
 import { KeyedQueue } from './keyed-queue.js';
 import { publicState } from '../http/session.js';
-import { nextDeadline, type CallOptions, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
+import { nextDeadline, type CallLease, type CallOptions, type CommitOptions, type CallRecord, type CallStore, type StatusCallbackChoice } from '../store/call-store.port.js';
 import type { Delivery } from '../store/outbox.port.js';
 import { VersionConflictError } from '../store/errors.js';
 import { upgrade } from './migrations.js';
@@ -129,7 +129,8 @@ export class CallRuntime implements CallEvents {
     extra: { webhookId?: string; statusCallback?: StatusCallbackChoice; callOptions?: CallOptions } = {},
   ): Promise<CallRecord> {
     const { webhookId, statusCallback, callOptions } = extra;
-    return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async () => {
+    return this.lanes.run(input.sessionId, () => this.options.store.withCallLock(input.sessionId, async (lease) => {
+      if (lease.record) throw new VersionConflictError(input.sessionId, lease.record.version + 1, 1);
       const full: CallInput = { ...input, at: input.at ?? this.options.clock.now() };
       const live = this.spawn({ input: full });
       const effects = this.collect(input.sessionId, () => live.actor.start());
@@ -145,7 +146,7 @@ export class CallRuntime implements CallEvents {
         ...(statusCallback ? { statusCallback } : {}),
         ...(callOptions ? { callOptions } : {}),
       };
-      return (await this.commit(live, blank, effects, webhookId)).record;
+      return (await this.commit(live, blank, effects, { webhookId, lease })).record;
     }));
   }
 
@@ -209,8 +210,7 @@ export class CallRuntime implements CallEvents {
    * The call as stored, with its actor. A cached actor is used only while it is as new as the
    * store's record: another replica may have moved the call on since.
    */
-  private async load(sessionId: string, eventType: IncomingEvent['type']): Promise<LiveCall | CallRecord | undefined> {
-    const record = await this.options.store.get(sessionId);
+  private load(sessionId: string, eventType: IncomingEvent['type'], record: CallRecord | undefined): LiveCall | CallRecord | undefined {
     const cached = this.live.get(sessionId);
     if (cached && record && cached.record.version === record.version) return cached;
     if (cached) this.evict(sessionId, cached);
@@ -233,15 +233,15 @@ export class CallRuntime implements CallEvents {
   private async applyLocked(sessionId: string, event: IncomingEvent): Promise<SendResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.options.store.withCallLock(sessionId, () => this.apply(sessionId, event));
+        return await this.options.store.withCallLock(sessionId, (lease) => this.apply(sessionId, event, lease));
       } catch (err) {
         if (!(err instanceof VersionConflictError) || attempt >= MAX_CONFLICT_RETRIES) throw err;
       }
     }
   }
 
-  private async apply(sessionId: string, incoming: IncomingEvent): Promise<SendResult> {
-    const loaded = await this.load(sessionId, incoming.type);
+  private async apply(sessionId: string, incoming: IncomingEvent, lease: CallLease): Promise<SendResult> {
+    const loaded = this.load(sessionId, incoming.type, lease.record);
     if (!loaded) return { outcome: 'not_found' };
     if (!('actor' in loaded)) return { outcome: 'ignored', record: loaded };
     const live = loaded;
@@ -258,14 +258,14 @@ export class CallRuntime implements CallEvents {
       live.failure = err;
       effects = [];
     }
-    return this.commit(live, live.record, effects, webhookId);
+    return this.commit(live, live.record, effects, { webhookId, lease });
   }
 
   private async commit(
     live: LiveCall,
     previous: CallRecord,
     effects: CallEffect[],
-    webhookId?: string,
+    { webhookId, lease }: CommitOptions,
   ): Promise<Extract<SendResult, { outcome: 'applied' }>> {
     const id = previous.id;
     if (live.failure !== undefined) {
@@ -303,7 +303,7 @@ export class CallRuntime implements CallEvents {
     });
     const deliveries = this.options.statusCallbacks?.plan(record, envelopes) ?? [];
     try {
-      await this.options.store.commit(record, envelopes, deliveries);
+      await this.options.store.commit(record, envelopes, deliveries, { webhookId, lease });
     } catch (err) {
       // Nothing was stored: forget the advanced actor; the store still has the call as it was.
       this.evict(id, live);

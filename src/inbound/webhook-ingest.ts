@@ -149,7 +149,8 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       return rooms.run(key, async () => {
         if (webhook.id && (await store.seenWebhook(webhook.id))) return { outcome: 'duplicate', sessionId: null };
         const result = await route(webhook, room);
-        if (webhook.id) await store.rememberWebhook(webhook.id);
+        // An applied webhook was remembered with the change it made (the same commit).
+        if (webhook.id && result.outcome !== 'applied') await store.rememberWebhook(webhook.id);
         return result;
       });
     },

@@ -59,6 +59,19 @@ export interface StatusCallbackChoice {
   events: ObsEventName[] | null;
 }
 
+/** A writer's hold on one call (withCallLock). */
+export interface CallLease {
+  /** the call as stored when the lease was taken; undefined: no such call (yet) */
+  readonly record: CallRecord | undefined;
+}
+
+export interface CommitOptions {
+  /** the LiveKit webhook the commit applies: remembered with it */
+  webhookId?: string;
+  /** the lease the commit is made under: ended by the commit once it is stored */
+  lease?: CallLease;
+}
+
 export interface ListQuery {
   state?: CallState;
   direction?: Direction;
@@ -107,9 +120,10 @@ export interface CallStore {
   /**
    * Stores the record, appends its new events and records the status-callback deliveries they
    * cause in the backend's outbox, all or nothing. `record.version` must be one more than the
-   * stored version (0 for a new call), else VersionConflictError.
+   * stored version (0 for a new call), else VersionConflictError. With `webhookId`, that webhook
+   * is remembered as applied (seenWebhook) with the commit; with `lease`, the commit ends it.
    */
-  commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries?: readonly Delivery[]): Promise<void>;
+  commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries?: readonly Delivery[], options?: CommitOptions): Promise<void>;
   /** The live (not final) call in this LiveKit room: by sid when known, else by name. */
   findLiveByRoom(room: RoomRef): Promise<string | undefined>;
   /** The live call whose SIP participant has this identity. */
@@ -134,10 +148,11 @@ export interface CallStore {
   releaseIdempotencyKey(key: string): Promise<void>;
   /**
    * Runs `task` as the call's only writer across every replica sharing this store (a short
-   * lease per call). The embedded store serves one process, whose runtime already serializes
-   * each call, so it runs `task` at once.
+   * lease per call), handing it the call as stored when the lease was taken. The lease ends when
+   * `task` settles, or earlier, with the commit it is passed to. The embedded store serves one
+   * process, whose runtime already serializes each call, so it runs `task` at once.
    */
-  withCallLock<T>(id: string, task: () => Promise<T>): Promise<T>;
+  withCallLock<T>(id: string, task: (lease: CallLease) => Promise<T>): Promise<T>;
   /**
    * Calls whose earliest deadline (the minimum of `context.deadlines`, kept by `commit`) is at or
    * before `now`, at most `limit`. Each returned call is leased for `leaseMs`: another replica

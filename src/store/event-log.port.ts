@@ -5,8 +5,12 @@ import type { ObsEnvelope } from '../obs/envelope.js';
 import type { EventStream } from '../obs/event-stream.js';
 
 export interface EventLog {
-  /** Adds a commit's envelopes, in order, once the commit is stored. */
-  append(envelopes: readonly ObsEnvelope[]): Promise<void>;
+  /**
+   * Adds a commit's envelopes, in order, once the commit is stored. Absent when the store's
+   * commit adds them itself (Redis: in the commit's own script, so the log's order is the
+   * commits' order).
+   */
+  append?(envelopes: readonly ObsEnvelope[]): Promise<void>;
   /**
    * Feeds `stream` every envelope appended from now on (by any process sharing the log), after
    * up to `backfill` of the newest ones the log still holds.

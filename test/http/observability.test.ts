@@ -71,9 +71,11 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/^control_plane_calls\{state="connected"\} 1$/m);
     expect(text).toMatch(/^control_plane_dial_outcomes_total\{outcome="answered"\} 1$/m);
     await h.api(`/v1/calls/${call.id}/hangup`, { method: 'POST' });
+    // The hang-up's room deletion is what makes LiveKit send the webhooks that end the call.
+    await h.settled();
     await h.standIn.webhooks?.idle();
     await h.settled();
-    text = await metricsShowing(/^control_plane_calls\{state="connected"\} 0$/m);
+    text = await metricsShowing(/^control_plane_calls_ended_total\{state="ended",end_reason="api_hangup"\} 1$/m);
     expect(text).toMatch(/^control_plane_calls\{state="connected"\} 0$/m);
     expect(text).toMatch(/^control_plane_calls_ended_total\{state="ended",end_reason="api_hangup"\} 1$/m);
     expect(text).toMatch(/^control_plane_webhooks_total\{outcome="applied"\} [1-9]/m);

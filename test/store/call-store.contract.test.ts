@@ -175,6 +175,24 @@ describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => 
     expect(await store.seenWebhook('EV_2')).toBe(false);
   });
 
+  it('remembers the webhook a commit applies, with the commit and only if it is stored', async () => {
+    const store = open();
+    await store.commit(record('a', 'ringing', 1), [], [], { webhookId: 'EV_applied' });
+    expect(await store.seenWebhook('EV_applied')).toBe(true);
+    await expect(store.commit(record('a', 'connected', 3), [], [], { webhookId: 'EV_conflict' })).rejects.toBeInstanceOf(VersionConflictError);
+    expect(await store.seenWebhook('EV_conflict')).toBe(false);
+  });
+
+  it('hands a writer the call as stored when it takes the lease', async () => {
+    const store = open();
+    expect(await store.withCallLock('a', async (lease) => lease.record)).toBeUndefined();
+    await store.commit(record('a', 'ringing', 1), []);
+    await store.commit(record('a', 'connected', 2), []);
+    const held = await store.withCallLock('a', async (lease) => lease.record);
+    expect(held).toMatchObject({ id: 'a', state: 'connected', version: 2 });
+    expect(held).toEqual(await store.get('a'));
+  });
+
   const claim = (store: CallStore, key: string, fingerprint: string, sessionId = `s-${fingerprint}`, leaseMs = 60_000, ttlMs = 60_000) =>
     store.claimIdempotencyKey(key, { fingerprint, sessionId, leaseMs, ttlMs });
 

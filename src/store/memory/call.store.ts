@@ -9,8 +9,10 @@ import type { MemoryOutbox } from './outbox.js';
 import {
   hasOpenRecording,
   nextDeadline,
+  type CallLease,
   type CallRecord,
   type CallStore,
+  type CommitOptions,
   type IdempotencyClaim,
   type IdempotencyRequest,
   type ListPage,
@@ -100,7 +102,7 @@ export class MemoryCallStore implements CallStore {
     return this.entries.get(id)?.record;
   }
 
-  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = []): Promise<void> {
+  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = [], options: CommitOptions = {}): Promise<void> {
     const existing = this.entries.get(record.id);
     const storedVersion = existing?.record.version ?? 0;
     if (record.version !== storedVersion + 1) throw new VersionConflictError(record.id, storedVersion + 1, record.version);
@@ -132,6 +134,7 @@ export class MemoryCallStore implements CallStore {
     if (hasOpenRecording(record)) this.openRecordings.add(record.id);
     else this.openRecordings.delete(record.id);
     this.options.outbox?.add(deliveries, this.now());
+    if (options.webhookId) this.webhooks.add(options.webhookId);
     this.prune();
   }
 
@@ -232,8 +235,8 @@ export class MemoryCallStore implements CallStore {
 
   async close(): Promise<void> {}
 
-  withCallLock<T>(_id: string, task: () => Promise<T>): Promise<T> {
-    return task();
+  withCallLock<T>(id: string, task: (lease: CallLease) => Promise<T>): Promise<T> {
+    return task({ record: this.entries.get(id)?.record });
   }
 
   async claimDueTimers(now: number, limit: number, leaseMs: number): Promise<string[]> {

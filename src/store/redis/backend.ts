@@ -31,9 +31,10 @@ export function createRedisBackend(config: Config, logger: Logger, options: { ke
     retentionMs: config.retention.finalCallsS * 1000,
     webhookDedupTtlMs: WEBHOOK_DEDUP_TTL_MS,
     maxEventsPerCall: config.retention.maxEventsPerCall,
-    onIndexError: (err, callId) => logger.warn({ err, session_id: callId }, 'call indexes could not be written; the next commit writes them again'),
+    eventLogMaxLength: config.events.bufferSize,
+    onIndexError: (err, callId) => logger.warn({ err, session_id: callId }, 'after a commit: the outbox mark or the clean-up of expired calls failed (the next commit tries again)'),
   });
-  const eventLog = new RedisEventLog({ connection, maxLength: config.events.bufferSize, logger });
+  const eventLog = new RedisEventLog({ connection, logger });
   return {
     store,
     dialQueue: new RedisDialQueue(connection),

@@ -6,7 +6,9 @@
 // Key layout (every key starts with `keyPrefix`, default `cp:`):
 //
 //   Per call, all with the hash tag of the call id, so one call is one Cluster slot:
-//     call:{<id>}              hash: version, state, record (CallRecord JSON), ordinal
+//     call:{<id>}              hash: version, state, record (CallRecord JSON), ordinal, and what
+//                              lookups need without the record: room_sid, room_name, and
+//                              lookups (the lookup keys that lead to the call, JSON)
 //     call:{<id>}:events       list of OBS-00 envelopes (JSON), RPUSH; the first maxEventsPerCall kept
 //     call:{<id>}:lock         writer lease: random token, PX lockTtlMs
 //     call:{<id>}:deliveries   status-callback deliveries: event id -> Delivery JSON, and
@@ -14,8 +16,8 @@
 //   A final call's record and events get PEXPIRE retentionMs once, when it first commits final;
 //   its deliveries get the record's remaining TTL once none of them is pending.
 //
-//   Global (each Lua script touches one call's keys or one global key, never both; the outbox's
-//   two keys share the hash tag `{outbox}` and count as one):
+//   Global (the commit script writes them with the call's own keys, so the store needs one Redis
+//   server, not a Cluster; the outbox's two keys share the hash tag `{outbox}`):
 //     calls:ordinal            INCR counter: a call's ordinal, taken once, before its first commit
 //     calls:all                ZSET id -> ordinal (listing, newest first)
 //     calls:state:<state>      ZSET id -> ordinal, the call's current state
@@ -39,13 +41,14 @@
 //                              + 0.5 while a sender holds it (outbox.ts)
 //     {outbox}:pending         counter of pending deliveries over every call
 //
-// The call's own keys are the truth: commit writes them in one Lua script (compare-and-set on the
-// version). The global indexes are written with separate commands (for a new call also before
-// its record, so a crash never leaves a stored call that no lookup finds), so they are hints:
-// a crash between the two leaves them stale, readers verify every hit against the record (state,
-// room, identity, existence) and skip what does not match, and the next commit of the call writes
-// them again. A failure while writing indexes does not fail the commit (the record is stored);
-// it is reported to `onIndexError`. A commit with deliveries marks the call due in the outbox
+// A commit is one Lua script: compare-and-set on the version, then the record, the events, the
+// deliveries, every index and lookup key, the timer, the webhook id it applies and the shared
+// event log's entries, all or nothing, and, made under a writer lease, the lease's end. A webhook
+// to a known call therefore costs three commands besides its de-duplication check: the room
+// lookup (ROOM_CANDIDATES), the lease with the stored record (LOCK) and the commit. Index entries
+// can still be stale (a record expired, or an earlier version of the service crashed between its
+// writes): readers verify every hit against the call (state, room, identity, existence) and skip
+// and clean up what does not match. A commit with deliveries marks the call due in the outbox
 // before that script and again after it (outbox.ts).
 //
 // Differences from the embedded store: final calls are bounded by retention time only (no count
@@ -63,8 +66,10 @@ import { deliveriesKey, type RedisOutbox } from './outbox.js';
 import {
   hasOpenRecording,
   nextDeadline,
+  type CallLease,
   type CallRecord,
   type CallStore,
+  type CommitOptions,
   type IdempotencyClaim,
   type IdempotencyRequest,
   type ListPage,
@@ -81,6 +86,11 @@ export interface RedisStoreOptions {
   /** a webhook id is remembered this long (LiveKit retries for ~30 s) */
   webhookDedupTtlMs: number;
   maxEventsPerCall: number;
+  /**
+   * with the shared event log (RedisEventLog), the stream's approximate length: each commit adds
+   * its events to the log in its own script; absent, commits add nothing to it
+   */
+  eventLogMaxLength?: number;
   /** per-call writer lease, default 5000 */
   lockTtlMs?: number;
   /** how long withCallLock waits for a busy lock before throwing StoreUnavailableError, default 10000 */
@@ -99,44 +109,109 @@ export interface RedisStoreOptions {
 const GC_INTERVAL_MS = 1000;
 const GC_BATCH = 64;
 
-// KEYS: call hash, events list, deliveries hash. ARGV: version, state, record JSON, ordinal ('' when
-// not new), final ('1'/'0'), retentionMs, maxEventsPerCall, the number of events n, the number of
-// pending deliveries, then n events JSON, then event id / Delivery JSON pairs (outbox.ts).
-// Returns {0, storedVersion} on a conflict, else {1, previous record JSON or '', ordinal or ''}.
+// The commit: one script, so a call's record, history, indexes, lookups, timer, webhook
+// de-duplication and event-log entries change together or not at all. KEYS: call hash, events
+// list, deliveries hash, lock. The global keys it writes are named from the prefix (ARGV[9]).
+// ARGV: see COMMIT_ARGS. Returns {0, storedVersion} on a conflict, else {1, ordinal, released}
+// (released: 1 when it ended the writer's lease).
 const COMMIT = new LuaScript(`
 local stored = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if tonumber(ARGV[1]) ~= stored + 1 then return {0, stored} end
-local previous = redis.call('HGET', KEYS[1], 'record') or ''
-local ordinal = redis.call('HGET', KEYS[1], 'ordinal')
-if not ordinal then
-  ordinal = ARGV[4]
-  if ordinal ~= '' then redis.call('HSET', KEYS[1], 'ordinal', ordinal) end
+local p, id, state = ARGV[9], ARGV[10], ARGV[2]
+local final = ARGV[4] == '1'
+local previous = redis.call('HMGET', KEYS[1], 'state', 'lookups', 'ordinal')
+local previous_state, previous_lookups, ordinal = previous[1], previous[2], previous[3]
+local new = false
+if not ordinal and ARGV[1] == '1' then
+  ordinal = tostring(redis.call('INCR', p .. 'calls:ordinal'))
+  new = true
 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', ARGV[2], 'record', ARGV[3])
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'state', state, 'record', ARGV[3], 'lookups', ARGV[13],
+  'room_sid', ARGV[22], 'room_name', ARGV[12])
+if new then redis.call('HSET', KEYS[1], 'ordinal', ordinal) end
 local count = redis.call('LLEN', KEYS[2])
-local max = tonumber(ARGV[7])
-local events = tonumber(ARGV[8])
-for i = 10, 9 + events do
+local max = tonumber(ARGV[6])
+local events = tonumber(ARGV[7])
+for i = 23, 22 + events do
   if count >= max then break end
   redis.call('RPUSH', KEYS[2], ARGV[i])
   count = count + 1
 end
-for i = 10 + events, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-local pending = tonumber(ARGV[9])
+for i = 23 + events, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+local pending = tonumber(ARGV[8])
 if pending > 0 then
   redis.call('HINCRBY', KEYS[3], '#pending', pending)
   redis.call('PERSIST', KEYS[3])
 end
-if ARGV[5] == '1' then
+if final then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl < 0 then
-    ttl = tonumber(ARGV[6])
+    ttl = tonumber(ARGV[5])
     redis.call('PEXPIRE', KEYS[1], ttl)
   end
   if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
   if tonumber(redis.call('HGET', KEYS[3], '#pending') or '0') <= 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-return {1, previous, ordinal}`);
+-- indexes
+if ordinal then
+  if new then
+    redis.call('ZADD', p .. 'calls:all', ordinal, id)
+    redis.call('ZADD', p .. 'calls:direction:' .. ARGV[11], ordinal, id)
+    redis.call('ZADD', p .. 'calls:room:' .. ARGV[12], ordinal, id)
+  end
+  if previous_state ~= state then
+    if previous_state then redis.call('ZREM', p .. 'calls:state:' .. previous_state, id) end
+    redis.call('ZADD', p .. 'calls:state:' .. state, ordinal, id)
+    if final then redis.call('ZREM', p .. 'calls:live', id) else redis.call('ZADD', p .. 'calls:live', ordinal, id) end
+  end
+end
+-- lookups: the live call's keys point at it; keys it no longer has are let go
+local current = {}
+for _, key in ipairs(cjson.decode(ARGV[13])) do
+  current[key] = true
+  redis.call('SET', p .. key, id)
+end
+if previous_lookups then
+  for _, key in ipairs(cjson.decode(previous_lookups)) do
+    if not current[key] and redis.call('GET', p .. key) == id then redis.call('DEL', p .. key) end
+  end
+elseif stored > 0 then
+  -- stored before records listed their lookups: the keys its context names
+  local ok, old = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'record') or '')
+  if ok and type(old) == 'table' and type(old['context']) == 'table' then
+    local context = old['context']
+    for _, key in ipairs({'room:name:' .. tostring(context['roomName']), 'room:sid:' .. tostring(context['roomSid']), 'sip:' .. tostring(context['sipIdentity'])}) do
+      if not current[key] and redis.call('GET', p .. key) == id then redis.call('DEL', p .. key) end
+    end
+  end
+end
+if ARGV[14] == '' then redis.call('ZREM', p .. 'timers', id) else redis.call('ZADD', p .. 'timers', ARGV[14], id) end
+if ARGV[15] ~= '' then
+  if final then redis.call('SET', p .. 'egress:' .. ARGV[15], id, 'PX', ARGV[5]) else redis.call('SET', p .. 'egress:' .. ARGV[15], id) end
+end
+if ARGV[16] == 'open' then
+  redis.call('ZADD', p .. 'recordings:open', ordinal or 0, id)
+elseif ARGV[16] == 'closed' then
+  redis.call('ZREM', p .. 'recordings:open', id)
+end
+if final then
+  redis.call('ZADD', p .. 'calls:expiry', 'NX', tonumber(ARGV[21]) + tonumber(ARGV[5]), id)
+  redis.call('PEXPIRE', p .. 'calls:room:' .. ARGV[12], ARGV[5])
+end
+if ARGV[17] ~= '' then redis.call('SET', p .. 'webhook:' .. ARGV[17], '1', 'PX', ARGV[18], 'NX') end
+if ARGV[20] ~= '' then
+  local seq_key, stream_key = p .. '{events}:seq', p .. '{events}:stream'
+  for i = 23, 22 + events do
+    local n = redis.call('INCR', seq_key)
+    redis.call('XADD', stream_key, 'MAXLEN', '~', ARGV[20], n .. '-0', 'e', ARGV[i])
+  end
+end
+local released = 0
+if ARGV[19] ~= '' and redis.call('GET', KEYS[4]) == ARGV[19] then
+  redis.call('DEL', KEYS[4])
+  released = 1
+end
+return {1, ordinal or '', released}`);
 
 // KEYS: call hash, events list. nil for an unknown call.
 const EVENTS = new LuaScript(`
@@ -148,14 +223,34 @@ const DELETE_IF = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`);
 
-// KEYS: lock. ARGV: token, ttl. Idempotent: a resent acquire of our own lock succeeds.
+// KEYS: lock, call hash. ARGV: token, ttl. Idempotent: a resent acquire of our own lock
+// succeeds. Returns {1, record JSON or ''} once held, {0} while another writer holds it.
 const LOCK = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+if not held then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
 end
-return 0`);
+return {1, redis.call('HGET', KEYS[2], 'record') or ''}`);
+
+// ARGV: prefix, room sid ('' when unknown), room name. The call each of room:sid:<sid> and
+// room:name:<name> points at, with what its hash says of it: {id, state, room sid, room name}
+// for each, '' where there is nothing ('' room name: a record stored before the hash had it).
+const ROOM_CANDIDATES = new LuaScript(`
+local result = {}
+local function candidate(key)
+  local id = redis.call('GET', ARGV[1] .. key)
+  if not id then
+    for _ = 1, 4 do result[#result + 1] = '' end
+    return
+  end
+  local fields = redis.call('HMGET', ARGV[1] .. 'call:{' .. id .. '}', 'state', 'room_sid', 'room_name')
+  result[#result + 1] = id
+  for i = 1, 3 do result[#result + 1] = fields[i] or '' end
+end
+if ARGV[2] ~= '' then candidate('room:sid:' .. ARGV[2]) else for _ = 1, 4 do result[#result + 1] = '' end end
+candidate('room:name:' .. ARGV[3])
+return result`);
 
 // KEYS: lock. ARGV: token, ttl.
 const EXTEND = new LuaScript(`
@@ -192,6 +287,32 @@ redis.call('SET', KEYS[1], '{"fingerprint":' .. cjson.encode(stored['fingerprint
 return 1`);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The lookup keys (without the prefix) that lead to a live call: its room, by name and sid, and its SIP participant. */
+function lookupNames(record: CallRecord): string[] {
+  const { roomSid, roomName, sipIdentity } = record.context;
+  const names = [`room:name:${roomName}`];
+  if (roomSid) names.push(`room:sid:${roomSid}`);
+  if (sipIdentity) names.push(`sip:${sipIdentity}`);
+  return names;
+}
+
+interface RoomCandidate {
+  id: string;
+  state: CallState;
+  roomSid: string | null;
+  roomName: string;
+}
+
+/** A writer's hold on a call: its lock key and random token; a commit under it ends it. */
+class RedisCallLease implements CallLease {
+  released = false;
+  constructor(
+    readonly lockKey: string,
+    readonly token: string,
+    readonly record: CallRecord | undefined,
+  ) {}
+}
 
 export class RedisCallStore implements CallStore {
   private readonly connection: RedisConnection;
@@ -234,66 +355,71 @@ export class RedisCallStore implements CallStore {
   private roomKey(roomName: string): string {
     return this.key(`calls:room:${roomName}`);
   }
-  private lookupKeys(record: CallRecord): string[] {
-    const { roomSid, roomName, sipIdentity } = record.context;
-    const keys = [this.key(`room:name:${roomName}`)];
-    if (roomSid) keys.push(this.key(`room:sid:${roomSid}`));
-    if (sipIdentity) keys.push(this.key(`sip:${sipIdentity}`));
-    return keys;
-  }
-
   // ---- CallStore ----
 
   async get(id: string): Promise<CallRecord | undefined> {
     return this.guard('get', () => this.load(id));
   }
 
-  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = []): Promise<void> {
+  async commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries: readonly Delivery[] = [], options: CommitOptions = {}): Promise<void> {
     if (deliveries.length > 0 && !this.options.outbox) throw new Error('this store has no outbox for status-callback deliveries');
     const outbox = deliveries.length > 0 ? this.options.outbox : undefined;
     const pending = deliveries.filter((delivery) => delivery.status === 'pending').length;
+    const lease = options.lease instanceof RedisCallLease && options.lease.lockKey === this.lockKey(record.id) ? options.lease : null;
     return this.guard('commit', async () => {
       const final = isFinalState(record.state);
-      const ordinal = record.version === 1 ? String(await this.redis.incr(this.key('calls:ordinal'))) : '';
-      // A new call is indexed before its record is written: a crash in between leaves an index
-      // entry that readers skip (no record), never a stored call no lookup can find.
-      if (record.version === 1) await this.reindex(record, null, Number(ordinal));
+      const { context } = record;
+      const recording = context.recording;
+      const due = final ? null : nextDeadline(record);
       // The call is marked due before its deliveries are recorded: a crash in between leaves a due
       // call with nothing to send, never a delivery no sender looks at.
       // Due when the deliveries say (the service's clock, which the sender claims by).
       const now = Math.min(...deliveries.map((delivery) => delivery.nextAttemptAt ?? this.now()));
       await outbox?.mark(record.id, pending, now);
+      // COMMIT_ARGS, in order (the script reads them by position).
+      const args = [
+        /* 1 */ String(record.version),
+        /* 2 */ record.state,
+        /* 3 */ JSON.stringify(record),
+        /* 4 */ final ? '1' : '0',
+        /* 5 */ String(this.options.retentionMs),
+        /* 6 */ String(this.options.maxEventsPerCall),
+        /* 7 */ String(events.length),
+        /* 8 */ String(pending),
+        /* 9 */ this.connection.keyPrefix,
+        /* 10 */ record.id,
+        /* 11 */ context.direction,
+        /* 12 */ context.roomName,
+        /* 13 */ JSON.stringify(final ? [] : lookupNames(record)),
+        /* 14 */ due === null ? '' : String(due),
+        /* 15 */ recording?.egressId ?? '',
+        /* 16 */ hasOpenRecording(record) ? 'open' : recording ? 'closed' : '',
+        /* 17 */ options.webhookId ?? '',
+        /* 18 */ String(this.options.webhookDedupTtlMs),
+        /* 19 */ lease?.token ?? '',
+        /* 20 */ this.options.eventLogMaxLength === undefined ? '' : String(this.options.eventLogMaxLength),
+        /* 21 */ String(this.now()),
+        /* 22 */ context.roomSid ?? '',
+        ...events.map((event) => JSON.stringify(event)),
+        ...deliveries.flatMap((delivery) => [delivery.eventId, JSON.stringify(delivery)]),
+      ];
       const result = (await this.run(
         COMMIT,
-        [this.callKey(record.id), this.eventsKey(record.id), deliveriesKey(this.connection, record.id)],
-        [
-          String(record.version),
-          record.state,
-          JSON.stringify(record),
-          ordinal,
-          final ? '1' : '0',
-          String(this.options.retentionMs),
-          String(this.options.maxEventsPerCall),
-          String(events.length),
-          String(pending),
-          ...events.map((event) => JSON.stringify(event)),
-          ...deliveries.flatMap((delivery) => [delivery.eventId, JSON.stringify(delivery)]),
-        ],
+        [this.callKey(record.id), this.eventsKey(record.id), deliveriesKey(this.connection, record.id), this.lockKey(record.id)],
+        args,
       ).catch(async (err: unknown) => {
         await outbox?.unmark(pending);
         throw err;
-      })) as [number, number | string, string?];
+      })) as [number, number | string, number?];
       if (result[0] !== 1) {
         await outbox?.unmark(pending);
         const stored = Number(result[1]);
         throw new VersionConflictError(record.id, stored + 1, record.version);
       }
-      const previous = typeof result[1] === 'string' && result[1] !== '' ? (JSON.parse(result[1]) as CallRecord) : null;
-      const stored = result[2] ? Number(result[2]) : Number.NaN;
+      if (lease && result[2] === 1) lease.released = true;
       try {
         // Again now that they are recorded: a sender that took the call in between did not see them.
         await outbox?.mark(record.id, 0, now);
-        await this.reindex(record, previous, stored);
         await this.collectExpired();
       } catch (err) {
         this.options.onIndexError?.(err, record.id);
@@ -303,21 +429,27 @@ export class RedisCallStore implements CallStore {
 
   async findLiveByRoom(room: RoomRef): Promise<string | undefined> {
     return this.guard('findLiveByRoom', async () => {
-      if (room.sid) {
-        const id = await this.redis.get(this.key(`room:sid:${room.sid}`));
-        if (id) {
-          const record = await this.load(id);
-          if (record && !isFinalState(record.state) && record.context.roomSid === room.sid) return id;
-        }
+      const found = (await this.run(ROOM_CANDIDATES, [], [this.connection.keyPrefix, room.sid ?? '', room.name])) as string[];
+      const [bySid, byName] = [found.slice(0, 4), found.slice(4, 8)].map(([id, state, roomSid, roomName]) =>
+        id ? { id, state: state as CallState, roomSid: roomSid || null, roomName: roomName ?? '' } : null,
+      );
+      if (room.sid && bySid) {
+        const candidate = await this.describe(bySid);
+        if (candidate && !isFinalState(candidate.state) && candidate.roomSid === room.sid) return candidate.id;
       }
-      const id = await this.redis.get(this.key(`room:name:${room.name}`));
-      if (!id) return undefined;
-      const record = await this.load(id);
-      if (!record || isFinalState(record.state) || record.context.roomName !== room.name) return undefined;
+      const candidate = byName ? await this.describe(byName) : undefined;
+      if (!candidate || isFinalState(candidate.state) || candidate.roomName !== room.name) return undefined;
       // Room names are reused: a name match counts only while the call has not seen another sid.
-      const sid = record.context.roomSid;
-      return !sid || !room.sid || sid === room.sid ? id : undefined;
+      const sid = candidate.roomSid;
+      return !sid || !room.sid || sid === room.sid ? candidate.id : undefined;
     });
+  }
+
+  /** A room candidate as its hash describes it; from its record if it was stored before the hash did. */
+  private async describe(candidate: RoomCandidate): Promise<RoomCandidate | undefined> {
+    if (candidate.roomName) return candidate.state ? candidate : undefined;
+    const record = await this.load(candidate.id);
+    return record && { id: record.id, state: record.state, roomSid: record.context.roomSid, roomName: record.context.roomName };
   }
 
   async findLiveBySipIdentity(identity: string): Promise<string | undefined> {
@@ -415,25 +547,27 @@ export class RedisCallStore implements CallStore {
     });
   }
 
-  async withCallLock<T>(id: string, task: () => Promise<T>): Promise<T> {
+  async withCallLock<T>(id: string, task: (lease: CallLease) => Promise<T>): Promise<T> {
     const lock = this.lockKey(id);
     const token = randomUUID();
     const ttl = String(this.lockTtlMs);
-    await this.guard('withCallLock', async () => {
+    const record = await this.guard('withCallLock', async () => {
       const giveUpAt = Date.now() + this.lockWaitMs;
       for (;;) {
-        if ((await this.run(LOCK, [lock], [token, ttl])) === 1) return;
+        const [held, json] = (await this.run(LOCK, [lock, this.callKey(id)], [token, ttl])) as [number, string?];
+        if (held === 1) return json ? (JSON.parse(json) as CallRecord) : undefined;
         if (Date.now() >= giveUpAt) {
           throw new StoreUnavailableError(`call ${id} is held by another writer for more than ${this.lockWaitMs} ms`);
         }
         await sleep(5 + Math.random() * 20);
       }
     });
+    const lease = new RedisCallLease(lock, token, record);
     // Keep the lease while the task runs longer than a third of it.
     let held = true;
     const renew = setInterval(
       () => {
-        if (!held) return;
+        if (!held || lease.released) return;
         this.run(EXTEND, [lock], [token, ttl]).then(
           (extended) => {
             if (extended !== 1) held = false; // lost: another writer may have it now
@@ -445,11 +579,11 @@ export class RedisCallStore implements CallStore {
     );
     renew.unref();
     try {
-      return await task();
+      return await task(lease);
     } finally {
       clearInterval(renew);
-      // The lease runs out by itself if Redis cannot be told now.
-      await this.run(DELETE_IF, [lock], [token]).catch(() => undefined);
+      // Ended by the task's commit, as a rule; the lease runs out by itself if Redis cannot be told now.
+      if (!lease.released) await this.run(DELETE_IF, [lock], [token]).catch(() => undefined);
     }
   }
 
@@ -544,49 +678,6 @@ export class RedisCallStore implements CallStore {
     if (query.state) return this.stateKey(query.state);
     if (query.direction) return this.directionKey(query.direction);
     return this.key('calls:all');
-  }
-
-  /** Writes the global indexes of a committed record (after the call's own keys). */
-  private async reindex(record: CallRecord, previous: CallRecord | null, ordinal: number): Promise<void> {
-    const id = record.id;
-    const final = isFinalState(record.state);
-    const ops: Promise<unknown>[] = [];
-    if (Number.isFinite(ordinal)) {
-      ops.push(
-        this.redis.zadd(this.key('calls:all'), ordinal, id),
-        this.redis.zadd(this.directionKey(record.context.direction), ordinal, id),
-        this.redis.zadd(this.stateKey(record.state), ordinal, id),
-        this.redis.zadd(this.roomKey(record.context.roomName), ordinal, id),
-      );
-      if (final) ops.push(this.redis.zrem(this.key('calls:live'), id));
-      else ops.push(this.redis.zadd(this.key('calls:live'), ordinal, id));
-    }
-    if (previous && previous.state !== record.state) ops.push(this.redis.zrem(this.stateKey(previous.state), id));
-
-    const current = final ? [] : this.lookupKeys(record);
-    const stale = new Set([...(previous ? this.lookupKeys(previous) : []), ...(final ? this.lookupKeys(record) : [])]);
-    for (const key of current) {
-      stale.delete(key);
-      ops.push(this.redis.set(key, id));
-    }
-    for (const key of stale) ops.push(this.run(DELETE_IF, [key], [id]));
-
-    const due = final ? null : nextDeadline(record);
-    if (due === null) ops.push(this.redis.zrem(this.key('timers'), id));
-    else ops.push(this.redis.zadd(this.key('timers'), due, id));
-    const egressId = record.context.recording?.egressId;
-    if (egressId) {
-      const egressKey = this.key(`egress:${egressId}`);
-      ops.push(final ? this.redis.set(egressKey, id, 'PX', this.options.retentionMs) : this.redis.set(egressKey, id));
-    }
-    if (hasOpenRecording(record)) ops.push(this.redis.zadd(this.key('recordings:open'), Number.isFinite(ordinal) ? ordinal : 0, id));
-    else if (record.context.recording) ops.push(this.redis.zrem(this.key('recordings:open'), id));
-    if (final) {
-      ops.push(this.redis.zadd(this.key('calls:expiry'), 'NX', this.now() + this.options.retentionMs, id));
-      // Room indexes hold ended calls only as long as their records live (readers drop expired entries too).
-      ops.push(this.redis.pexpire(this.roomKey(record.context.roomName), this.options.retentionMs));
-    }
-    await Promise.all(ops);
   }
 
   /** Removes the index entries of final calls whose record has expired (bounded work per run). */

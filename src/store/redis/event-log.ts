@@ -1,5 +1,6 @@
 // The event stream shared by every replica (docs/replicas.md): each committed OBS-00 envelope is added to
-// one Redis stream under a global, gap-free number, and every replica follows that stream into
+// one Redis stream under a global, gap-free number (by the call store's COMMIT script, with the
+// commit: `{events}:seq` numbers, `{events}:stream` holds), and every replica follows that stream into
 // its local EventStream, so an SSE client sees every call's events whichever replica it is
 // connected to, and resumes with Last-Event-ID on any of them.
 import type { Redis } from 'ioredis';
@@ -7,44 +8,22 @@ import type { ObsEnvelope } from '../../obs/envelope.js';
 import type { EventStream } from '../../obs/event-stream.js';
 import type { Logger } from '../../obs/logger.js';
 import type { EventLog } from '../event-log.port.js';
-import { LuaScript, type RedisConnection } from './connection.js';
-
-// INCR and XADD in one script, so numbers are gap-free and the stream stays in number order
-// whichever replica appends. Both keys carry the `{events}` hash tag: one slot in a cluster.
-const APPEND = new LuaScript(`
-local ids = {}
-for i = 1, #ARGV - 1 do
-  local n = redis.call('INCR', KEYS[1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[#ARGV], n .. '-0', 'e', ARGV[i])
-  ids[i] = n
-end
-return ids`);
+import type { RedisConnection } from './connection.js';
 
 export interface RedisEventLogOptions {
   connection: RedisConnection;
-  /** entries kept in the Redis stream (approximately) */
-  maxLength: number;
   logger: Logger;
 }
 
 const numberOf = (streamId: string): number => Number(streamId.split('-')[0]);
 
 export class RedisEventLog implements EventLog {
-  private readonly seqKey: string;
   private readonly streamKey: string;
   private reader: Redis | null = null;
   private following = false;
 
   constructor(private readonly options: RedisEventLogOptions) {
-    this.seqKey = options.connection.key('{events}:seq');
     this.streamKey = options.connection.key('{events}:stream');
-  }
-
-  /** Adds envelopes in order, each under the next number. */
-  async append(envelopes: readonly ObsEnvelope[]): Promise<void> {
-    if (envelopes.length === 0) return;
-    const args = [...envelopes.map((envelope) => JSON.stringify(envelope)), String(this.options.maxLength)];
-    await this.options.connection.guard('event log', () => this.options.connection.run(APPEND, [this.seqKey, this.streamKey], args));
   }
 
   /**

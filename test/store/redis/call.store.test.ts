@@ -5,7 +5,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { CallState } from '../../../machines/call.types.js';
 import { MemoryCallStore } from '../../../src/store/memory/call.store.js';
 import type { CallRecord, CallStore } from '../../../src/store/call-store.port.js';
-import { StoreUnavailableError } from '../../../src/store/errors.js';
+import { StoreUnavailableError, VersionConflictError } from '../../../src/store/errors.js';
 import { RedisCallStore } from '../../../src/store/redis/call.store.js';
 import { LuaScript, RedisConnection } from '../../../src/store/redis/connection.js';
 import { createLogger } from '../../../src/obs/logger.js';
@@ -62,7 +62,7 @@ describe('RedisCallStore', () => {
     const store = openRedis(prefix);
     await store.commit(record('a', 'ringing', 1, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
     await store.commit(record('b', 'ended', 1, { roomName: 'room-b', roomSid: 'RM_b', sipIdentity: 'sip-b' }), []);
-    // stale pointers, as a crash between a commit and its index writes could leave them
+    // stale pointers, as an expired record or a crash of an earlier version could leave them
     await raw(store).set(`${prefix}room:sid:RM_b`, 'b');
     await raw(store).set(`${prefix}room:name:room-b`, 'b');
     await raw(store).set(`${prefix}sip:sip-b`, 'b');
@@ -94,6 +94,67 @@ describe('RedisCallStore', () => {
     expect(await raw(store).zscore(`${prefix}timers`, 'a')).toBeNull();
     expect(await raw(store).zscore(`${prefix}calls:live`, 'a')).toBeNull();
     expect(await raw(store).pttl(`${prefix}call:{a}`)).toBeGreaterThan(0);
+  });
+
+  it('ends the writer lease with the commit, so the next writer need not wait for the task to finish', async () => {
+    const [first, second] = [openRedis(prefix), openRedis(prefix)];
+    let committed!: () => void;
+    const afterCommit = new Promise<void>((resolve) => (committed = resolve));
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const writer = first.withCallLock('a', async (lease) => {
+      await first.commit(record('a', 'ringing', 1), [], [], { lease });
+      committed();
+      await finished; // still running: publishing, arming timers
+    });
+    await afterCommit;
+    expect(await raw(first).exists(`${prefix}call:{a}:lock`)).toBe(0);
+    // Another replica takes the call at once and sees the commit.
+    const t0 = Date.now();
+    const seen = await second.withCallLock('a', async (lease) => {
+      // The first task ends while the second holds the lease: it must not end the second's lease.
+      finish();
+      await writer;
+      expect(await raw(second).exists(`${prefix}call:{a}:lock`)).toBe(1);
+      return lease.record?.version;
+    });
+    expect(seen).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(100);
+    // A commit that loses the race keeps its lease until its task ends (the runtime retries in it).
+    await first.withCallLock('a', async (lease) => {
+      await expect(first.commit(record('a', 'connected', 5), [], [], { lease })).rejects.toBeInstanceOf(VersionConflictError);
+      expect(await raw(first).exists(`${prefix}call:{a}:lock`)).toBe(1);
+    });
+    expect(await raw(first).exists(`${prefix}call:{a}:lock`)).toBe(0);
+  });
+
+  it('finds and lets go of calls stored before their hash named their room and lookups', async () => {
+    const store = openRedis(prefix);
+    await store.commit(record('a', 'ringing', 1, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
+    // as an earlier version of the service stored it: the record alone
+    await raw(store).hdel(`${prefix}call:{a}`, 'lookups', 'room_sid', 'room_name');
+    expect(await store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' })).toBe('a');
+    expect(await store.findLiveByRoom({ sid: null, name: 'room-a' })).toBe('a');
+    expect(await store.findLiveByRoom({ sid: 'RM_other', name: 'room-a' })).toBeUndefined();
+    await store.commit(record('a', 'ended', 2, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
+    for (const key of ['room:sid:RM_a', 'room:name:room-a', 'sip:sip-a']) expect(await raw(store).exists(`${prefix}${key}`), key).toBe(0);
+  });
+
+  it('adds a commit\'s events to the shared event log in the same script, numbered in commit order', async () => {
+    const store = openRedis(prefix, { eventLogMaxLength: 100 });
+    await store.commit(record('a', 'ringing', 1), [envelope('a', 1), envelope('a', 2)]);
+    await store.commit(record('b', 'ringing', 1), [envelope('b', 1)]);
+    await expect(store.commit(record('a', 'ringing', 1), [envelope('a', 3)])).rejects.toBeInstanceOf(VersionConflictError);
+    const entries = (await raw(store).xrange(`${prefix}{events}:stream`, '-', '+')) as [string, string[]][];
+    expect(entries.map(([id, fields]) => [id, JSON.parse(fields[1] as string).session_id, JSON.parse(fields[1] as string).seq])).toEqual([
+      ['1-0', 'a', 1],
+      ['2-0', 'a', 2],
+      ['3-0', 'b', 1],
+    ]);
+    // Without the event log, a commit adds nothing to it.
+    const other = openRedis(`${prefix}x:`);
+    await other.commit(record('a', 'ringing', 1), [envelope('a', 1)]);
+    expect(await raw(other).exists(`${prefix}x:{events}:stream`)).toBe(0);
   });
 
   it('keeps every key of one call in one hash slot, and expires webhook ids', async () => {
