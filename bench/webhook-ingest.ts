@@ -11,8 +11,10 @@
 // `wrk -t1 -c50` replays it: --warm-s seconds not counted, then --run-s seconds measured, from
 // where the warm-up stopped. Rounds alternate baseline, service, baseline, service, ...
 // With Redis, `INFO commandstats` before and after the measured run counts the Redis commands
-// per webhook.
-import { spawnSync } from 'node:child_process';
+// per webhook (those run inside scripts included), and a MONITOR sample after it the ones the
+// service sent.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,8 +36,10 @@ export interface IngestRound {
   /** CPU time of wrk over the measured run, % of one core */
   generatorCpuPct: number;
   non2xx: number;
-  /** Redis commands per webhook over the measured run (service rounds on Redis) */
+  /** Redis commands per webhook over the measured run (service rounds on Redis), commands inside scripts included */
   redisCommandsPerRequest: number | null;
+  /** of those, the ones the service sent (a MONITOR sample after the measured run): the rest ran inside its scripts */
+  redisSentPerRequest: number | null;
 }
 
 export interface IngestResult {
@@ -53,6 +57,7 @@ export interface IngestResult {
   /** the service's p99 may be at most this many times the baseline's */
   p99RatioTarget: number;
   redisCommandsPerRequest: number | null;
+  redisSentPerRequest: number | null;
   redisCommandsTarget: number | null;
   /** calls the service created and ended, from its own counters, over every measured round */
   callsCreated: number;
@@ -77,6 +82,28 @@ function redisCommandCount(url: string): Promise<number> {
     });
     socket.on('error', reject);
   });
+}
+
+const MONITOR_SAMPLE_S = 2;
+
+/**
+ * Redis commands per webhook the service sends, told apart from those its scripts run: `redis-cli
+ * monitor` (to a file) while wrk replays the next MONITOR_SAMPLE_S seconds of the file. MONITOR
+ * marks a command run by a script `[<db> lua]`.
+ */
+async function monitorSample(url: string, port: number, file: string, start: number): Promise<number> {
+  const { port: redisPort } = new URL(url);
+  const output = join(tmpdir(), `bench-monitor-${process.pid}.txt`);
+  const fd = openSync(output, 'w');
+  const monitor = spawn('redis-cli', ['-p', redisPort, 'monitor'], { stdio: ['ignore', fd, 'ignore'] });
+  closeSync(fd);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const run = wrk(port, file, start, MONITOR_SAMPLE_S);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  monitor.kill();
+  const lines = readFileSync(output, 'utf8').split('\n').filter((line) => /^\d+\.\d+ \[/.test(line));
+  rmSync(output, { force: true });
+  return lines.filter((line) => !/^\S+ \[\d+ lua\]/.test(line)).length / run.requests;
 }
 
 async function metricValue(port: number, name: string): Promise<number> {
@@ -124,6 +151,7 @@ async function main(): Promise<void> {
         const before = redis && target === 'service' ? await redisCommandCount(redis.url) : null;
         const run = wrk(port, requestsFile, warm.requests % (calls * EVENTS_PER_CALL), runS);
         const after = redis && target === 'service' ? await redisCommandCount(redis.url) : null;
+        const sent = redis && target === 'service' ? await monitorSample(redis.url, port, requestsFile, (warm.requests + run.requests) % (calls * EVENTS_PER_CALL)) : null;
         if (warm.requests + run.requests > calls * EVENTS_PER_CALL) out(`  note: the round replayed its file past the end (${fmtInt(warm.requests + run.requests)} requests); raise --calls`);
         if (target === 'service') {
           callsCreated += await metricValue(port, 'control_plane_calls_created_total');
@@ -140,11 +168,12 @@ async function main(): Promise<void> {
           generatorCpuPct: run.cpuPct,
           non2xx: run.non2xx,
           redisCommandsPerRequest: before !== null && after !== null ? (after - before) / run.requests : null,
+          redisSentPerRequest: sent,
         };
         rounds.push(round);
         out(`  pair ${pair + 1} ${target.padEnd(8)} ${fmtInt(round.throughput).padStart(6)} req/s  p50 ${fmt(round.p50)} ms  p99 ${fmt(round.p99)} ms  max ${fmt(round.max)} ms  ` +
           `RSS after ${fmt(round.rssMiB, 0)} MiB  wrk cpu ${fmt(round.generatorCpuPct, 0)}%  non-2xx ${round.non2xx}` +
-          (round.redisCommandsPerRequest !== null ? `  Redis commands/webhook ${fmt(round.redisCommandsPerRequest, 1)}` : ''));
+          (round.redisCommandsPerRequest !== null ? `  Redis commands/webhook ${fmt(round.redisCommandsPerRequest, 1)} (${fmt(round.redisSentPerRequest ?? Number.NaN, 1)} sent)` : ''));
       } finally {
         await stop(child);
       }
@@ -166,6 +195,7 @@ async function main(): Promise<void> {
   const serviceRounds = pick('service');
   const ratios = serviceRounds.map((r, i) => r.throughput / (baselineRounds[i]?.throughput ?? Number.NaN));
   const commands = serviceRounds.map((r) => r.redisCommandsPerRequest).filter((x): x is number => x !== null);
+  const sentCommands = serviceRounds.map((r) => r.redisSentPerRequest).filter((x): x is number => x !== null);
   const result: IngestResult = {
     store,
     requests: calls * EVENTS_PER_CALL,
@@ -179,6 +209,7 @@ async function main(): Promise<void> {
     ratioTarget: store === 'redis' ? 0.6 : 0.75,
     p99RatioTarget: store === 'redis' ? Number.POSITIVE_INFINITY : 3,
     redisCommandsPerRequest: commands.length ? median(commands) : null,
+    redisSentPerRequest: sentCommands.length ? median(sentCommands) : null,
     redisCommandsTarget: store === 'redis' ? 4 : null,
     callsCreated,
     callsEnded,
@@ -196,7 +227,13 @@ async function main(): Promise<void> {
     `(target >= ${result.ratioTarget}: ${verdict(result.ratio >= result.ratioTarget)}); p99 ${fmt(p99Ratio)} x the baseline's` +
     (Number.isFinite(result.p99RatioTarget) ? ` (target <= ${result.p99RatioTarget}: ${verdict(p99Ratio <= result.p99RatioTarget)})` : ''));
   if (result.redisCommandsPerRequest !== null) {
-    out(`  Redis commands per webhook: ${fmt(result.redisCommandsPerRequest, 1)} (target <= ${result.redisCommandsTarget}: ${verdict(result.redisCommandsPerRequest <= (result.redisCommandsTarget ?? 0))})`);
+    const target = result.redisCommandsTarget ?? 0;
+    out(`  Redis commands per webhook (INFO commandstats, commands inside scripts included): ${fmt(result.redisCommandsPerRequest, 1)} ` +
+      `(target <= ${target}: ${verdict(result.redisCommandsPerRequest <= target)})`);
+    if (result.redisSentPerRequest !== null) {
+      out(`  of which sent by the service (a ${MONITOR_SAMPLE_S} s MONITOR sample per round; each script one command): ${fmt(result.redisSentPerRequest, 1)} ` +
+        `(target <= ${target} read this way: ${verdict(result.redisSentPerRequest <= target)})`);
+    }
   }
   const wrkCpu = Math.max(...rounds.map((r) => r.generatorCpuPct));
   out(`  wrk used at most ${fmt(wrkCpu, 0)}% of a core: ${wrkCpu < 80 ? 'not' : 'possibly'} the bottleneck; mean body ${fmtInt(meanBodyBytes)} bytes; ` +

@@ -150,9 +150,26 @@ export class CallRuntime implements CallEvents {
     }));
   }
 
-  /** Applies one event to a call, in arrival order with every other event of the call. */
-  send(sessionId: string, event: IncomingEvent): Promise<SendResult> {
-    return this.lanes.run(sessionId, () => this.applyLocked(sessionId, event));
+  /**
+   * Applies one event to a call, in arrival order with every other event of the call. With
+   * `stored`, the call as the caller just read it from the store, the event is applied to that
+   * (or to this process's newer copy) and committed without taking the writer lease first: the
+   * commit's compare-and-set still makes it the only writer of its version, and if another writer
+   * came first the event is applied again under the lease, from the new state.
+   */
+  send(sessionId: string, event: IncomingEvent, stored?: CallRecord): Promise<SendResult> {
+    return this.lanes.run(sessionId, async () => {
+      if (stored) {
+        const cached = this.live.get(sessionId)?.record;
+        const record = cached && cached.version > stored.version ? cached : stored;
+        try {
+          return await this.apply(sessionId, event, { record });
+        } catch (err) {
+          if (!(err instanceof VersionConflictError)) throw err;
+        }
+      }
+      return this.applyLocked(sessionId, event);
+    });
   }
 
   /** Resolves once every queued event of every call has been applied. */

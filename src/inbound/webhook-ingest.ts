@@ -7,7 +7,7 @@ import type { IncomingWebhook, WebhookParticipant } from '../livekit/webhook-eve
 import type { CallRuntime, IncomingEvent } from '../calls/call-runtime.js';
 import { KeyedQueue } from '../calls/keyed-queue.js';
 import { VersionConflictError } from '../store/errors.js';
-import type { CallStore, RoomRef } from '../store/call-store.port.js';
+import type { CallRecord, CallStore, RoomRef } from '../store/call-store.port.js';
 
 /**
  * What became of a webhook: `applied`, it changed a call (or created one); `duplicate`, seen
@@ -36,9 +36,9 @@ const EGRESS = new Set(['egress_started', 'egress_updated', 'egress_ended']);
 export function createWebhookIngest(options: WebhookIngestOptions) {
   const { runtime, store, settings } = options;
 
-  async function sendTo(sessionId: string | undefined, event: IncomingEvent, webhookId: string): Promise<IngestResult> {
+  async function sendTo(sessionId: string | undefined, event: IncomingEvent, webhookId: string, stored?: CallRecord): Promise<IngestResult> {
     if (!sessionId) return { outcome: 'ignored', sessionId: null };
-    const result = await runtime.send(sessionId, { ...event, webhookId: webhookId || undefined });
+    const result = await runtime.send(sessionId, { ...event, webhookId: webhookId || undefined }, stored?.id === sessionId ? stored : undefined);
     return { outcome: result.outcome === 'applied' ? 'applied' : 'ignored', sessionId };
   }
 
@@ -73,14 +73,16 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
     return { outcome: 'applied', sessionId };
   }
 
-  async function route(webhook: IncomingWebhook, room: RoomRef | null): Promise<IngestResult> {
+  /** `live`: the live call in the webhook's room, as stored (lookupWebhook) */
+  async function route(webhook: IncomingWebhook, room: RoomRef | null, live: CallRecord | undefined): Promise<IngestResult> {
     const participant = webhook.participant;
-    const send = (sessionId: string | undefined, event: IncomingEvent) => sendTo(sessionId, event, webhook.id);
+    const send = (sessionId: string | undefined, event: IncomingEvent) => sendTo(sessionId, event, webhook.id, live);
+    const liveId = live?.id;
     if (EGRESS.has(webhook.event)) {
       const egress = webhook.egress;
       if (!egress?.egressId) return { outcome: 'ignored', sessionId: null };
       // By egress once the call knows it; before the start answer is stored, the live call of the room.
-      const sessionId = (await store.findByEgress(egress.egressId)) ?? (room ? await store.findLiveByRoom(room) : undefined);
+      const sessionId = (await store.findByEgress(egress.egressId)) ?? liveId;
       return send(sessionId, { type: 'recording.updated', recording: egress });
     }
     if (!room) return { outcome: 'ignored', sessionId: null };
@@ -92,10 +94,10 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
           ? send(await store.findLiveByRoom({ sid: null, name: room.name }), { type: 'livekit.room_started', roomSid: room.sid })
           : { outcome: 'ignored', sessionId: null };
       case 'room_finished':
-        return send(await store.findLiveByRoom(room), { type: 'livekit.room_finished' });
+        return send(liveId, { type: 'livekit.room_finished' });
       case 'participant_joined': {
         if (!participant || !ref) break;
-        const sessionId = await store.findLiveByRoom(room);
+        const sessionId = liveId;
         if (participant.kind === 'agent') return send(sessionId, { type: 'livekit.agent_joined', participant: ref });
         if (participant.kind !== 'sip') break;
         // The phone leg of an outbound call says whose it is: a late webhook about it (after the
@@ -112,7 +114,7 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       default:
         if (!LEFT.has(webhook.event) || !participant || !ref) break;
         if (participant.kind === 'agent') {
-          return send(await store.findLiveByRoom(room), {
+          return send(liveId, {
             type: 'livekit.agent_left',
             participant: ref,
             reason: participant.disconnectReason,
@@ -120,7 +122,7 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
         }
         if (participant.kind !== 'sip') break;
         // By room first: one number calling twice at once gives two live calls the same identity.
-        return send((await store.findLiveByRoom(room)) ?? (await liveInRoom(await store.findLiveBySipIdentity(participant.identity), room)), {
+        return send(liveId ?? (await liveInRoom(await store.findLiveBySipIdentity(participant.identity), room)), {
           type: 'livekit.sip_left',
           participant: ref,
           reason: participant.disconnectReason,
@@ -147,8 +149,9 @@ export function createWebhookIngest(options: WebhookIngestOptions) {
       const key = room?.name ?? (webhook.egress?.egressId ? `egress:${webhook.egress.egressId}` : null);
       if (key === null) return { outcome: 'ignored', sessionId: null };
       return rooms.run(key, async () => {
-        if (webhook.id && (await store.seenWebhook(webhook.id))) return { outcome: 'duplicate', sessionId: null };
-        const result = await route(webhook, room);
+        const lookup = await store.lookupWebhook(webhook.id || null, room);
+        if (lookup.seen) return { outcome: 'duplicate', sessionId: null };
+        const result = await route(webhook, room, lookup.call);
         // An applied webhook was remembered with the change it made (the same commit).
         if (webhook.id && result.outcome !== 'applied') await store.rememberWebhook(webhook.id);
         return result;

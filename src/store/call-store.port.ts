@@ -72,6 +72,12 @@ export interface CommitOptions {
   lease?: CallLease;
 }
 
+export interface WebhookLookup {
+  seen: boolean;
+  /** the live call in the webhook's room, as stored; undefined when seen, without a room, or none */
+  call?: CallRecord;
+}
+
 export interface ListQuery {
   state?: CallState;
   direction?: Direction;
@@ -126,6 +132,12 @@ export interface CallStore {
   commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries?: readonly Delivery[], options?: CommitOptions): Promise<void>;
   /** The live (not final) call in this LiveKit room: by sid when known, else by name. */
   findLiveByRoom(room: RoomRef): Promise<string | undefined>;
+  /**
+   * What a webhook needs first, in one round trip: whether a webhook with this event id was
+   * applied before (seenWebhook) and, when it was not, the live call in its room (findLiveByRoom)
+   * as stored.
+   */
+  lookupWebhook(eventId: string | null, room: RoomRef | null): Promise<WebhookLookup>;
   /** The live call whose SIP participant has this identity. */
   findLiveBySipIdentity(identity: string): Promise<string | undefined>;
   /** Newest first; stable while calls are created. */

@@ -206,6 +206,24 @@ describe('CallRuntime', () => {
     expect(retried).toMatchObject({ outcome: 'applied', record: { state: 'connected', lastSeq: 4 } });
   });
 
+  it('applies an event to the call as the caller read it, and again from the new state when another writer came first', async () => {
+    const harness = createCallHarness();
+    const { runtime, store } = harness;
+    await runtime.create(inboundInput());
+    const read = (await store.get('call-in-1')) as CallRecord;
+    // Another replica moves the call on after the read: the agent joins there.
+    const other = freshRuntime(store, harness);
+    await other.send('call-in-1', { type: 'livekit.agent_joined', participant: { identity: 'a1', sid: null } });
+    const result = await runtime.send('call-in-1', { type: 'api.hangup' }, read);
+    expect(result).toMatchObject({ outcome: 'applied', record: { state: 'ending', version: 3 } });
+    const events = (await store.events('call-in-1')) ?? [];
+    expect(events.map((e) => e.event)).toEqual(['call.created', 'call.ringing', 'call.agent_joined', 'call.started', 'call.ending']);
+    expect(seqGaps(events)).toEqual([]);
+    // The read is current: one commit, from it.
+    const current = (await store.get('call-in-1')) as CallRecord;
+    expect(await runtime.send('call-in-1', { type: 'livekit.room_finished' }, current)).toMatchObject({ outcome: 'applied', record: { state: 'ended', version: 4 } });
+  });
+
   it('applies concurrent events of one call one at a time, in arrival order', async () => {
     const { runtime, store } = createCallHarness();
     await runtime.create(inboundInput());

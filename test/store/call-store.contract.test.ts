@@ -175,6 +175,22 @@ describe.each(['memory', 'redis'] as const)('CallStore contract: %s', (kind) => 
     expect(await store.seenWebhook('EV_2')).toBe(false);
   });
 
+  it('looks a webhook up: seen before, or the live call of its room as stored', async () => {
+    const store = open();
+    const a = record('a', 'ringing', 1, { roomName: 'room-1', roomSid: 'RM_1' });
+    await store.commit(a, []);
+    await store.commit(record('b', 'dialing', 1, { roomName: 'room-2', roomSid: null, direction: 'outbound' }), []);
+    expect(await store.lookupWebhook('EV_new', { sid: 'RM_1', name: 'room-1' })).toEqual({ seen: false, call: await store.get('a') });
+    expect((await store.lookupWebhook(null, { sid: null, name: 'room-1' })).call?.id).toBe('a');
+    expect((await store.lookupWebhook(null, { sid: 'RM_2', name: 'room-2' })).call?.id).toBe('b');
+    expect((await store.lookupWebhook(null, { sid: 'RM_9', name: 'room-1' })).call).toBeUndefined();
+    expect(await store.lookupWebhook('EV_new', null)).toEqual({ seen: false, call: undefined });
+    await store.rememberWebhook('EV_old');
+    expect(await store.lookupWebhook('EV_old', { sid: 'RM_1', name: 'room-1' })).toEqual({ seen: true });
+    await store.commit(record('a', 'ended', 2, { roomName: 'room-1', roomSid: 'RM_1' }), []);
+    expect((await store.lookupWebhook(null, { sid: 'RM_1', name: 'room-1' })).call).toBeUndefined();
+  });
+
   it('remembers the webhook a commit applies, with the commit and only if it is stored', async () => {
     const store = open();
     await store.commit(record('a', 'ringing', 1), [], [], { webhookId: 'EV_applied' });

@@ -19,6 +19,7 @@ import {
   type ListQuery,
   type RoomRef,
   type StoredResponse,
+  type WebhookLookup,
 } from '../call-store.port.js';
 
 export interface MemoryStoreOptions {
@@ -156,6 +157,12 @@ export class MemoryCallStore implements CallStore {
     // Room names are reused: a name match counts only while the call has not seen another sid.
     const sid = this.entries.get(byName)?.record.context.roomSid;
     return !sid || !room.sid || sid === room.sid ? byName : undefined;
+  }
+
+  async lookupWebhook(eventId: string | null, room: RoomRef | null): Promise<WebhookLookup> {
+    if (eventId !== null && this.webhooks.has(eventId)) return { seen: true };
+    const id = room ? await this.findLiveByRoom(room) : undefined;
+    return { seen: false, call: id === undefined ? undefined : this.entries.get(id)?.record };
   }
 
   async findLiveBySipIdentity(identity: string): Promise<string | undefined> {

@@ -44,8 +44,9 @@
 // A commit is one Lua script: compare-and-set on the version, then the record, the events, the
 // deliveries, every index and lookup key, the timer, the webhook id it applies and the shared
 // event log's entries, all or nothing, and, made under a writer lease, the lease's end. A webhook
-// to a known call therefore costs three commands besides its de-duplication check: the room
-// lookup (ROOM_CANDIDATES), the lease with the stored record (LOCK) and the commit. Index entries
+// to a known call therefore costs two commands: its de-duplication check with the room lookup and
+// the stored record (WEBHOOK_LOOKUP), and the commit (the runtime takes the lease, LOCK, only
+// when that commit lost a race). Index entries
 // can still be stale (a record expired, or an earlier version of the service crashed between its
 // writes): readers verify every hit against the call (state, room, identity, existence) and skip
 // and clean up what does not match. A commit with deliveries marks the call due in the outbox
@@ -56,7 +57,7 @@
 // timer (the embedded store keeps one if a final record still carries a deadline), and pending
 // deliveries have no cap (none is ever recorded failed unsent).
 import { randomUUID } from 'node:crypto';
-import { CALL_STATES, DIRECTIONS, isFinalState, type CallState, type Direction } from '../../../machines/call.types.js';
+import { CALL_STATES, DIRECTIONS, FINAL_STATES, isFinalState, type CallState, type Direction } from '../../../machines/call.types.js';
 import type { ObsEnvelope } from '../../obs/envelope.js';
 import type { Delivery } from '../outbox.port.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
@@ -76,6 +77,7 @@ import {
   type ListQuery,
   type RoomRef,
   type StoredResponse,
+  type WebhookLookup,
 } from '../call-store.port.js';
 
 export interface RedisStoreOptions {
@@ -233,24 +235,36 @@ if not held then
 end
 return {1, redis.call('HGET', KEYS[2], 'record') or ''}`);
 
-// ARGV: prefix, room sid ('' when unknown), room name. The call each of room:sid:<sid> and
-// room:name:<name> points at, with what its hash says of it: {id, state, room sid, room name}
-// for each, '' where there is nothing ('' room name: a record stored before the hash had it).
-const ROOM_CANDIDATES = new LuaScript(`
-local result = {}
+// ARGV: prefix, webhook event id ('' none), room sid ('' unknown), room name ('' no room), the
+// final states (comma-separated). {1} when the webhook was applied before; else {0, id, record
+// JSON} for the live call in the room (by sid, else by name while the call has seen no other
+// sid), {0} for none, or {2} when a candidate's hash does not name its room (stored by an earlier
+// version of the service: the caller looks it up from the record).
+const WEBHOOK_LOOKUP = new LuaScript(`
+local p, sid, name = ARGV[1], ARGV[3], ARGV[4]
+if ARGV[2] ~= '' and redis.call('EXISTS', p .. 'webhook:' .. ARGV[2]) == 1 then return {1} end
+if name == '' then return {0} end
+local final = {}
+for state in string.gmatch(ARGV[5], '[^,]+') do final[state] = true end
 local function candidate(key)
-  local id = redis.call('GET', ARGV[1] .. key)
-  if not id then
-    for _ = 1, 4 do result[#result + 1] = '' end
-    return
-  end
-  local fields = redis.call('HMGET', ARGV[1] .. 'call:{' .. id .. '}', 'state', 'room_sid', 'room_name')
-  result[#result + 1] = id
-  for i = 1, 3 do result[#result + 1] = fields[i] or '' end
+  local id = redis.call('GET', p .. key)
+  if not id then return nil end
+  local f = redis.call('HMGET', p .. 'call:{' .. id .. '}', 'state', 'room_sid', 'room_name', 'record')
+  if not f[1] then return nil end
+  if not f[3] then return 'legacy' end
+  return id, f
 end
-if ARGV[2] ~= '' then candidate('room:sid:' .. ARGV[2]) else for _ = 1, 4 do result[#result + 1] = '' end end
-candidate('room:name:' .. ARGV[3])
-return result`);
+if sid ~= '' then
+  local id, f = candidate('room:sid:' .. sid)
+  if id == 'legacy' then return {2} end
+  if id and not final[f[1]] and f[2] == sid then return {0, id, f[4]} end
+end
+local id, f = candidate('room:name:' .. name)
+if id == 'legacy' then return {2} end
+if not id or final[f[1]] or f[3] ~= name then return {0} end
+-- Room names are reused: a name match counts only while the call has not seen another sid.
+if f[2] ~= '' and sid ~= '' and f[2] ~= sid then return {0} end
+return {0, id, f[4]}`);
 
 // KEYS: lock. ARGV: token, ttl.
 const EXTEND = new LuaScript(`
@@ -295,13 +309,6 @@ function lookupNames(record: CallRecord): string[] {
   if (roomSid) names.push(`room:sid:${roomSid}`);
   if (sipIdentity) names.push(`sip:${sipIdentity}`);
   return names;
-}
-
-interface RoomCandidate {
-  id: string;
-  state: CallState;
-  roomSid: string | null;
-  roomName: string;
 }
 
 /** A writer's hold on a call: its lock key and random token; a commit under it ends it. */
@@ -428,28 +435,31 @@ export class RedisCallStore implements CallStore {
   }
 
   async findLiveByRoom(room: RoomRef): Promise<string | undefined> {
-    return this.guard('findLiveByRoom', async () => {
-      const found = (await this.run(ROOM_CANDIDATES, [], [this.connection.keyPrefix, room.sid ?? '', room.name])) as string[];
-      const [bySid, byName] = [found.slice(0, 4), found.slice(4, 8)].map(([id, state, roomSid, roomName]) =>
-        id ? { id, state: state as CallState, roomSid: roomSid || null, roomName: roomName ?? '' } : null,
-      );
-      if (room.sid && bySid) {
-        const candidate = await this.describe(bySid);
-        if (candidate && !isFinalState(candidate.state) && candidate.roomSid === room.sid) return candidate.id;
-      }
-      const candidate = byName ? await this.describe(byName) : undefined;
-      if (!candidate || isFinalState(candidate.state) || candidate.roomName !== room.name) return undefined;
-      // Room names are reused: a name match counts only while the call has not seen another sid.
-      const sid = candidate.roomSid;
-      return !sid || !room.sid || sid === room.sid ? candidate.id : undefined;
+    return (await this.lookupWebhook(null, room)).call?.id;
+  }
+
+  async lookupWebhook(eventId: string | null, room: RoomRef | null): Promise<WebhookLookup> {
+    return this.guard('lookupWebhook', async () => {
+      const args = [this.connection.keyPrefix, eventId ?? '', room?.sid ?? '', room?.name ?? '', FINAL_STATES.join(',')];
+      const [status, , json] = (await this.run(WEBHOOK_LOOKUP, [], args)) as [number, string?, string?];
+      if (status === 1) return { seen: true };
+      if (status === 2 && room) return { seen: false, call: await this.liveInRoomFromRecords(room) };
+      return { seen: false, call: json ? (JSON.parse(json) as CallRecord) : undefined };
     });
   }
 
-  /** A room candidate as its hash describes it; from its record if it was stored before the hash did. */
-  private async describe(candidate: RoomCandidate): Promise<RoomCandidate | undefined> {
-    if (candidate.roomName) return candidate.state ? candidate : undefined;
-    const record = await this.load(candidate.id);
-    return record && { id: record.id, state: record.state, roomSid: record.context.roomSid, roomName: record.context.roomName };
+  /** findLiveByRoom for calls whose hash does not name their room: from their records. */
+  private async liveInRoomFromRecords(room: RoomRef): Promise<CallRecord | undefined> {
+    if (room.sid) {
+      const id = await this.redis.get(this.key(`room:sid:${room.sid}`));
+      const record = id ? await this.load(id) : undefined;
+      if (record && !isFinalState(record.state) && record.context.roomSid === room.sid) return record;
+    }
+    const id = await this.redis.get(this.key(`room:name:${room.name}`));
+    const record = id ? await this.load(id) : undefined;
+    if (!record || isFinalState(record.state) || record.context.roomName !== room.name) return undefined;
+    const sid = record.context.roomSid;
+    return !sid || !room.sid || sid === room.sid ? record : undefined;
   }
 
   async findLiveBySipIdentity(identity: string): Promise<string | undefined> {

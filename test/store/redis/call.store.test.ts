@@ -235,6 +235,7 @@ describe('RedisCallStore outages', () => {
     commit: () => store.commit(record('z', 'ringing'), [envelope('z', 1)]),
     findLiveByRoom: () => store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' }),
     findLiveBySipIdentity: () => store.findLiveBySipIdentity('sip_a'),
+    lookupWebhook: () => store.lookupWebhook('EV_1', { sid: 'RM_a', name: 'room-a' }),
     list: () => store.list({ limit: 5 }),
     events: () => store.events('a'),
     seenWebhook: () => store.seenWebhook('EV_1'),
