@@ -127,14 +127,14 @@ export interface CallStore {
    * Stores the record, appends its new events and records the status-callback deliveries they
    * cause in the backend's outbox, all or nothing. `record.version` must be one more than the
    * stored version (0 for a new call), else VersionConflictError. With `webhookId`, that webhook
-   * is remembered as applied (seenWebhook) with the commit; with `lease`, the commit ends it.
+   * is remembered as applied (lookupWebhook) with the commit; with `lease`, the commit ends it.
    */
   commit(record: CallRecord, events: readonly ObsEnvelope[], deliveries?: readonly Delivery[], options?: CommitOptions): Promise<void>;
   /** The live (not final) call in this LiveKit room: by sid when known, else by name. */
   findLiveByRoom(room: RoomRef): Promise<string | undefined>;
   /**
    * What a webhook needs first, in one round trip: whether a webhook with this event id was
-   * applied before (seenWebhook) and, when it was not, the live call in its room (findLiveByRoom)
+   * applied (or remembered) before and, when it was not, the live call in its room (findLiveByRoom)
    * as stored.
    */
   lookupWebhook(eventId: string | null, room: RoomRef | null): Promise<WebhookLookup>;
@@ -144,8 +144,6 @@ export interface CallStore {
   list(query: ListQuery): Promise<ListPage>;
   /** A call's OBS-00 events in seq order; undefined for an unknown call. */
   events(id: string): Promise<ObsEnvelope[] | undefined>;
-  /** Whether a webhook with this event id was applied before. */
-  seenWebhook(eventId: string): Promise<boolean>;
   /** Remember a webhook as applied (bounded: old ids are forgotten first). */
   rememberWebhook(eventId: string): Promise<void>;
   /**

@@ -19,6 +19,7 @@ import {
   type WebhookEventJson,
 } from '../../dev/webhook-events.js';
 import { createCallHarness, outboundInput, TEST_SETTINGS } from '../support/call-harness.js';
+import { seen } from '../support/store-fixtures.js';
 
 const CALLER = '+31612345678';
 const TRUNK_NUMBER = '+3197010206472';
@@ -378,7 +379,7 @@ describe('webhook ingest', () => {
       expect(await t.ingest.ingest(webhook)).toEqual({ outcome: 'ignored', sessionId: null });
       expect(await t.calls()).toEqual([]);
       // Not remembered either: the id was not applied.
-      expect(await t.store.seenWebhook(webhook.id)).toBe(false);
+      expect(await seen(t.store, webhook.id)).toBe(false);
     });
   });
 });

@@ -161,3 +161,8 @@ export function connectionOf(store: RedisCallStore): RedisConnection {
   if (!connection) throw new Error('not a store from openRedis');
   return connection;
 }
+
+/** Whether the store remembers this webhook id as applied. */
+export async function seen(store: CallStore, eventId: string): Promise<boolean> {
+  return (await store.lookupWebhook(eventId, null)).seen;
+}

@@ -198,10 +198,6 @@ export class MemoryCallStore implements CallStore {
     return entry ? [...entry.events] : undefined;
   }
 
-  async seenWebhook(eventId: string): Promise<boolean> {
-    return this.webhooks.has(eventId);
-  }
-
   async rememberWebhook(eventId: string): Promise<void> {
     this.webhooks.add(eventId);
   }

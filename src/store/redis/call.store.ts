@@ -524,10 +524,6 @@ export class RedisCallStore implements CallStore {
     });
   }
 
-  async seenWebhook(eventId: string): Promise<boolean> {
-    return this.guard('seenWebhook', async () => (await this.redis.exists(this.key(`webhook:${eventId}`))) === 1);
-  }
-
   async rememberWebhook(eventId: string): Promise<void> {
     return this.guard('rememberWebhook', async () => {
       await this.redis.set(this.key(`webhook:${eventId}`), '1', 'PX', this.options.webhookDedupTtlMs, 'NX');

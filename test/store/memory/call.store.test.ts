@@ -5,6 +5,7 @@ import { BoundedIdSet, MemoryCallStore } from '../../../src/store/memory/call.st
 import type { CallRecord } from '../../../src/store/call-store.port.js';
 import { VersionConflictError } from '../../../src/store/errors.js';
 import type { CallState } from '../../../machines/call.types.js';
+import { seen } from '../../support/store-fixtures.js';
 
 function record(id: string, state: CallState, version = 1): CallRecord {
   return {
@@ -67,9 +68,9 @@ describe('MemoryCallStore', () => {
   it('remembers webhook ids up to its capacity, forgetting the oldest first', async () => {
     const store = new MemoryCallStore({ retentionMs: 60_000, maxFinalCalls: 10, webhookDedupSize: 3, maxEventsPerCall: 10 });
     for (const id of ['EV_1', 'EV_2', 'EV_3', 'EV_4']) await store.rememberWebhook(id);
-    expect(await store.seenWebhook('EV_1')).toBe(false);
-    expect(await store.seenWebhook('EV_2')).toBe(true);
-    expect(await store.seenWebhook('EV_4')).toBe(true);
+    expect(await seen(store, 'EV_1')).toBe(false);
+    expect(await seen(store, 'EV_2')).toBe(true);
+    expect(await seen(store, 'EV_4')).toBe(true);
   });
 });
 

@@ -10,7 +10,7 @@ import { RedisCallStore } from '../../../src/store/redis/call.store.js';
 import { LuaScript, RedisConnection } from '../../../src/store/redis/connection.js';
 import { createLogger } from '../../../src/obs/logger.js';
 import { freePort, startRedisOnPort, type RedisHandle } from '../../../dev/redis-server.js';
-import { allPages, closeAfterTest, connectionOf, envelope, openRedis, raw, record, sleep, useRedisStores } from '../../support/store-fixtures.js';
+import { allPages, closeAfterTest, connectionOf, envelope, openRedis, raw, record, seen, sleep, useRedisStores } from '../../support/store-fixtures.js';
 
 useRedisStores();
 
@@ -163,9 +163,9 @@ describe('RedisCallStore', () => {
     const keys = (await raw(store).keys(`${prefix}call:*`)).sort();
     expect(keys).toEqual([`${prefix}call:{a}`, `${prefix}call:{a}:events`]);
     await store.rememberWebhook('EV_1');
-    expect(await store.seenWebhook('EV_1')).toBe(true);
+    expect(await seen(store, 'EV_1')).toBe(true);
     await sleep(300);
-    expect(await store.seenWebhook('EV_1')).toBe(false);
+    expect(await seen(store, 'EV_1')).toBe(false);
   });
 
   it('behaves like the embedded store for the same commits', async () => {
@@ -238,7 +238,6 @@ describe('RedisCallStore outages', () => {
     lookupWebhook: () => store.lookupWebhook('EV_1', { sid: 'RM_a', name: 'room-a' }),
     list: () => store.list({ limit: 5 }),
     events: () => store.events('a'),
-    seenWebhook: () => store.seenWebhook('EV_1'),
     rememberWebhook: () => store.rememberWebhook('EV_1'),
     claimIdempotencyKey: () => store.claimIdempotencyKey('k', { fingerprint: 'fp', sessionId: 's', leaseMs: 1000, ttlMs: 1000 }),
     completeIdempotencyKey: () => store.completeIdempotencyKey('k', { status: 200, headers: {}, body: null }),
