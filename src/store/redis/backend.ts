@@ -32,7 +32,7 @@ export function createRedisBackend(config: Config, logger: Logger, options: { ke
     webhookDedupTtlMs: WEBHOOK_DEDUP_TTL_MS,
     maxEventsPerCall: config.retention.maxEventsPerCall,
     eventLogMaxLength: config.events.bufferSize,
-    onIndexError: (err, callId) => logger.warn({ err, session_id: callId }, 'after a commit: the outbox mark or the clean-up of expired calls failed (the next commit tries again)'),
+    onAfterCommitError: (err, callId) => logger.warn({ err, session_id: callId }, 'after a commit: the outbox mark or the clean-up of expired calls failed (the next commit tries again)'),
   });
   const eventLog = new RedisEventLog({ connection, logger });
   return {

@@ -46,10 +46,9 @@
 // event log's entries, all or nothing, and, made under a writer lease, the lease's end. A webhook
 // to a known call therefore costs two commands: its de-duplication check with the room lookup and
 // the stored record (WEBHOOK_LOOKUP), and the commit (the runtime takes the lease, LOCK, only
-// when that commit lost a race). Index entries
-// can still be stale (a record expired, or an earlier version of the service crashed between its
-// writes): readers verify every hit against the call (state, room, identity, existence) and skip
-// and clean up what does not match. A commit with deliveries marks the call due in the outbox
+// when that commit lost a race). Index entries can still be stale (a record expired, or an
+// earlier version of the service crashed between its writes): readers verify every hit against
+// the call (state, room, identity, existence) and skip and clean up what does not match. A commit with deliveries marks the call due in the outbox
 // before that script and again after it (outbox.ts).
 //
 // Differences from the embedded store: final calls are bounded by retention time only (no count
@@ -102,10 +101,10 @@ export interface RedisStoreOptions {
   /** where commits record their status-callback deliveries; a commit with deliveries needs it */
   outbox?: RedisOutbox;
   /**
-   * told when the indexes (or the outbox's second due mark) could not be written after a commit
-   * that itself succeeded
+   * told when the outbox's second due mark or the clean-up of expired calls' index entries failed
+   * after a commit that itself succeeded
    */
-  onIndexError?: (err: unknown, callId: string) => void;
+  onAfterCommitError?: (err: unknown, callId: string) => void;
 }
 
 const GC_INTERVAL_MS = 1000;
@@ -123,6 +122,18 @@ local p, id, state = ARGV[9], ARGV[10], ARGV[2]
 local final = ARGV[4] == '1'
 local previous = redis.call('HMGET', KEYS[1], 'state', 'lookups', 'ordinal')
 local previous_state, previous_lookups, ordinal = previous[1], previous[2], previous[3]
+if not previous_lookups and stored > 0 then
+  -- stored before records listed their lookups: the keys its context names
+  previous_lookups = '[]'
+  local ok, old = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'record') or '')
+  if ok and type(old) == 'table' and type(old['context']) == 'table' then
+    local context, keys = old['context'], {}
+    for prefix, field in pairs({['room:name:'] = 'roomName', ['room:sid:'] = 'roomSid', ['sip:'] = 'sipIdentity'}) do
+      if type(context[field]) == 'string' then keys[#keys + 1] = prefix .. context[field] end
+    end
+    if #keys > 0 then previous_lookups = cjson.encode(keys) end
+  end
+end
 local new = false
 if not ordinal and ARGV[1] == '1' then
   ordinal = tostring(redis.call('INCR', p .. 'calls:ordinal'))
@@ -176,15 +187,6 @@ end
 if previous_lookups then
   for _, key in ipairs(cjson.decode(previous_lookups)) do
     if not current[key] and redis.call('GET', p .. key) == id then redis.call('DEL', p .. key) end
-  end
-elseif stored > 0 then
-  -- stored before records listed their lookups: the keys its context names
-  local ok, old = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'record') or '')
-  if ok and type(old) == 'table' and type(old['context']) == 'table' then
-    local context = old['context']
-    for _, key in ipairs({'room:name:' .. tostring(context['roomName']), 'room:sid:' .. tostring(context['roomSid']), 'sip:' .. tostring(context['sipIdentity'])}) do
-      if not current[key] and redis.call('GET', p .. key) == id then redis.call('DEL', p .. key) end
-    end
   end
 end
 if ARGV[14] == '' then redis.call('ZREM', p .. 'timers', id) else redis.call('ZADD', p .. 'timers', ARGV[14], id) end
@@ -429,7 +431,7 @@ export class RedisCallStore implements CallStore {
         await outbox?.mark(record.id, 0, now);
         await this.collectExpired();
       } catch (err) {
-        this.options.onIndexError?.(err, record.id);
+        this.options.onAfterCommitError?.(err, record.id);
       }
     });
   }

@@ -136,8 +136,13 @@ describe('RedisCallStore', () => {
     expect(await store.findLiveByRoom({ sid: 'RM_a', name: 'room-a' })).toBe('a');
     expect(await store.findLiveByRoom({ sid: null, name: 'room-a' })).toBe('a');
     expect(await store.findLiveByRoom({ sid: 'RM_other', name: 'room-a' })).toBeUndefined();
-    await store.commit(record('a', 'ended', 2, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a' }), []);
-    for (const key of ['room:sid:RM_a', 'room:name:room-a', 'sip:sip-a']) expect(await raw(store).exists(`${prefix}${key}`), key).toBe(0);
+    // Its identity changes: the key of the identity it had goes, read from the record it replaces.
+    await store.commit(record('a', 'connected', 2, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
+    expect(await raw(store).exists(`${prefix}sip:sip-a`)).toBe(0);
+    expect(await raw(store).get(`${prefix}sip:sip-a2`)).toBe('a');
+    await raw(store).hdel(`${prefix}call:{a}`, 'lookups', 'room_sid', 'room_name');
+    await store.commit(record('a', 'ended', 3, { roomName: 'room-a', roomSid: 'RM_a', sipIdentity: 'sip-a2' }), []);
+    for (const key of ['room:sid:RM_a', 'room:name:room-a', 'sip:sip-a2']) expect(await raw(store).exists(`${prefix}${key}`), key).toBe(0);
   });
 
   it('adds a commit\'s events to the shared event log in the same script, numbered in commit order', async () => {
