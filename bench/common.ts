@@ -124,6 +124,18 @@ export function fileLogger(name: string): BenchLog {
   };
 }
 
+/**
+ * Removes a part's scratch files: its webhook files and CPU profiles always, the servers' logs
+ * unless BENCH_KEEP_LOGS=1 (a full run writes about a GiB of both under the OS temp directory).
+ */
+export function removeScratch(files: { data?: string[]; logs?: string[] }): void {
+  for (const path of files.data ?? []) rmSync(path, { force: true });
+  if (process.env.BENCH_KEEP_LOGS !== '1') for (const path of files.logs ?? []) rmSync(path, { force: true });
+}
+
+/** How a part names its server log: where it is while the part runs, and whether it stays. */
+export const logNote = (path: string): string => `${path} (removed at the end unless BENCH_KEEP_LOGS=1)`;
+
 /** Lets I/O callbacks run (a loop of resolved promises never leaves the microtask queue). */
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort } from '../dev/redis-server.js';
-import { argument, BENCH_API_KEY, BENCH_API_SECRET, finish, fmt, out, sleep, textTable } from './common.js';
+import { argument, BENCH_API_KEY, BENCH_API_SECRET, finish, fmt, out, removeScratch, sleep, textTable } from './common.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
 import { build, startServer, stop, wrk, writeRequests } from './servers.js';
 
@@ -108,11 +108,12 @@ async function profileOne(target: 'baseline' | 'service', livekitUrl: string, ca
   const dir = tmpdir();
   const file = join(dir, `bench-budget-${process.pid}.tsv`);
   const profilePath = join(dir, `bench-budget-${target}-${process.pid}.cpuprofile`);
+  const log = join(dir, `bench-budget-${target}-${process.pid}.log`);
   await writeRequests(file, calls);
   const port = await freePort();
   const child = await startServer(target, {
     port,
-    log: join(dir, `bench-budget-${target}-${process.pid}.log`),
+    log,
     livekitUrl,
     nodeArgs: ['--import', join(import.meta.dirname, 'profile-hook.mjs')],
     env: { CPU_PROFILE_PATH: profilePath },
@@ -138,6 +139,7 @@ async function profileOne(target: 'baseline' | 'service', livekitUrl: string, ca
     return { perWebhook, requests: run.requests };
   } finally {
     await stop(child);
+    removeScratch({ data: [file, profilePath], logs: [log] });
   }
 }
 

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort, useRedis } from '../dev/redis-server.js';
-import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, finish, fmt, fmtInt, out, sleep, textTable } from './common.js';
+import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, finish, fmt, fmtInt, logNote, out, removeScratch, sleep, textTable } from './common.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
 import { build, forkChild, generate, metric, rssMiB, startServer, stop } from './servers.js';
 import { boundTableData } from './memory-bound-table.js';
@@ -75,7 +75,7 @@ async function run(store: 'memory' | 'redis', replicas: number, rounds: number, 
     await client?.connect();
     await sleep(settleMs);
     const idleRssMiB = servers.map((s) => rssMiB(s.child.pid));
-    out(`${store}: ${replicas} replica(s), idle RSS ${idleRssMiB.map((r) => fmt(r, 0)).join(', ')} MiB; log ${log}`);
+    out(`${store}: ${replicas} replica(s), idle RSS ${idleRssMiB.map((r) => fmt(r, 0)).join(', ')} MiB; log ${logNote(log)}`);
     const result: BoundRound[] = [];
     for (let r = 1; r <= rounds; r++) {
       const share = Math.round(calls / replicas);
@@ -102,6 +102,7 @@ async function run(store: 'memory' | 'redis', replicas: number, rounds: number, 
     for (const server of servers) await stop(server.child);
     client?.disconnect();
     await redis?.stop();
+    removeScratch({ logs: [log] });
   }
 }
 

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort } from '../dev/redis-server.js';
-import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, fmt, fmtInt, latencySummary, median, out, textTable } from './common.js';
+import { argument, BENCH_API_KEY, BENCH_API_SECRET, benchDir, fmt, fmtInt, latencySummary, logNote, median, out, removeScratch, textTable } from './common.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
 import { build, forkChild, generate, metric, startServer, stop } from './servers.js';
 
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   const withCallbacks = { STATUS_CALLBACK_URL: `http://127.0.0.1:${String(slow.hello.port)}/hook`, STATUS_CALLBACK_SECRET: secret };
 
   out(`status callbacks: ${calls * EVENTS_PER_CALL} webhooks per round (${calls} calls), ${LOAD.connections} connections, ` +
-    `receiver answers after ${delayMs} ms, ${pairs} pairs, each round a fresh service process; log ${logFile}`);
+    `receiver answers after ${delayMs} ms, ${pairs} pairs, each round a fresh service process; log ${logNote(logFile)}`);
   const rounds: Round[] = [];
   for (let pair = 0; pair < pairs; pair++) {
     for (const callbacks of [false, true]) {
@@ -96,6 +96,7 @@ async function main(): Promise<void> {
   slow.child.removeAllListeners('exit');
   slow.child.kill();
   await standIn.close();
+  removeScratch({ logs: [logFile] });
 
   const summary = (on: boolean) => {
     const list = rounds.filter((r) => r.callbacks === on);

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLiveKitStandIn } from '../dev/livekit-standin.js';
 import { freePort, useRedis, type RedisHandle } from '../dev/redis-server.js';
-import { BENCH_API_KEY, BENCH_API_SECRET, argument, finish, fmt, fmtInt, median, out, textTable, verdict } from './common.js';
+import { BENCH_API_KEY, BENCH_API_SECRET, argument, finish, fmt, fmtInt, logNote, median, out, removeScratch, textTable, verdict } from './common.js';
 import { EVENTS_PER_CALL } from './inbound-calls.js';
 import { build, CONNECTIONS, rssMiB, startServer, stop, wrk, writeRequests } from './servers.js';
 
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   const requestsFile = join(dir, `bench-webhooks-${process.pid}.tsv`);
   const log = join(dir, `bench-ingest-${store}-${process.pid}.log`);
   out(`webhook ingest (${store} store): wrk -t1 -c${CONNECTIONS}, ${warmS} s warm-up + ${runS} s measured per round, ${pairs} interleaved pairs, ` +
-    `each round a fresh server process and a fresh file of ${fmtInt(calls)} calls x ${EVENTS_PER_CALL} signed webhooks; service log: ${log}`);
+    `each round a fresh server process and a fresh file of ${fmtInt(calls)} calls x ${EVENTS_PER_CALL} signed webhooks; service log: ${logNote(log)}`);
 
   const rounds: IngestRound[] = [];
   let meanBodyBytes = 0;
@@ -181,6 +181,7 @@ async function main(): Promise<void> {
   }
   await standIn.close();
   await redis?.stop();
+  removeScratch({ data: [requestsFile], logs: [log] });
 
   const pick = (target: IngestRound['target']) => rounds.filter((r) => r.target === target);
   const summary = (list: IngestRound[]) => ({
