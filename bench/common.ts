@@ -125,7 +125,7 @@ export function fileLogger(name: string): BenchLog {
 }
 
 /**
- * Removes a part's scratch files: its webhook files and CPU profiles always, the servers' logs
+ * Removes a part's scratch files: its webhook files always, the servers' logs (and CPU profiles)
  * unless BENCH_KEEP_LOGS=1 (a full run writes about a GiB of both under the OS temp directory).
  */
 export function removeScratch(files: { data?: string[]; logs?: string[] }): void {

@@ -139,7 +139,7 @@ async function profileOne(target: 'baseline' | 'service', livekitUrl: string, ca
     return { perWebhook, requests: run.requests };
   } finally {
     await stop(child);
-    removeScratch({ data: [file, profilePath], logs: [log] });
+    removeScratch({ data: [file], logs: [log, profilePath] });
   }
 }
 
