@@ -1,6 +1,6 @@
 // The stand-in's Egress service (room-composite recordings to a file), driven through the real
 // livekit-server-sdk EgressClient, its webhooks verified by WebhookReceiver.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   AudioMixing,
   EgressInfo,
@@ -13,22 +13,15 @@ import {
 } from '@livekit/protocol';
 import { AccessToken, EgressClient, RoomServiceClient, ServerError, type WebhookEvent } from 'livekit-server-sdk';
 import { DEFAULT_API_KEY, DEFAULT_API_SECRET, startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
+import { startStandIn, useCleanups } from '../support/cleanups.js';
 import { caught, sleep } from '../support/promises.js';
 import { startWebhookReceiver, type Respond } from '../support/webhook-receiver.js';
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function standIn(options: StandInOptions = {}): Promise<LiveKitStandIn> {
-  const started = await startLiveKitStandIn(options);
-  cleanups.push(() => started.close());
-  return started;
-}
+const cleanups = useCleanups();
+const standIn = (options?: StandInOptions): Promise<LiveKitStandIn> => startStandIn(cleanups, options);
 
 const egressClient = (s: LiveKitStandIn) => new EgressClient(s.url, s.apiKey, s.apiSecret);
 

@@ -1,8 +1,9 @@
 // Tests of the LiveKit stand-in itself, driven through the real livekit-server-sdk clients.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CreateSIPParticipantRequest, DisconnectReason, ParticipantInfo_Kind, TransferSIPParticipantRequest } from '@livekit/protocol';
 import { AccessToken, AgentDispatchClient, RoomServiceClient, ServerError, SipCallError, SipClient } from 'livekit-server-sdk';
 import { startLiveKitStandIn, type LiveKitStandIn, type StandInOptions } from '../../dev/livekit-standin.js';
+import { startStandIn, useCleanups } from '../support/cleanups.js';
 import { agentParticipant, sipParticipant, standardParticipant } from '../../dev/webhook-events.js';
 import { caught, sleep } from '../support/promises.js';
 import { startWebhookReceiver } from '../support/webhook-receiver.js';
@@ -10,16 +11,8 @@ import { startWebhookReceiver } from '../support/webhook-receiver.js';
 // ---------------------------------------------------------------------------------------------
 // fixtures
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function standIn(options: StandInOptions = {}): Promise<LiveKitStandIn> {
-  const started = await startLiveKitStandIn(options);
-  cleanups.push(() => started.close());
-  return started;
-}
+const cleanups = useCleanups();
+const standIn = (options?: StandInOptions): Promise<LiveKitStandIn> => startStandIn(cleanups, options);
 
 function clients(s: LiveKitStandIn, requestTimeout?: number) {
   const options = { requestTimeout };

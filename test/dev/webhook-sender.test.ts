@@ -2,19 +2,17 @@
 // checked against a receiver that verifies with livekit-server-sdk's WebhookReceiver.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WebhookReceiver } from 'livekit-server-sdk';
 import { createWebhookSender, postWebhook, queueKey, signWebhook, webhookHeaders, type WebhookSender } from '../../dev/webhook-sender.js';
 import { roomJson, sipParticipant, webhookEvents } from '../../dev/webhook-events.js';
 import { startWebhookReceiver, type Respond } from '../support/webhook-receiver.js';
+import { useCleanups } from '../support/cleanups.js';
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = useCleanups();
 
 const startReceiver = (apiKey: string, apiSecret: string, respond?: Respond) => startWebhookReceiver(cleanups, apiKey, apiSecret, respond);
 

@@ -12,7 +12,7 @@ import type { Session } from '../../src/http/session.js';
 import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { freePort } from '../../dev/redis-server.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
-import { killNow, spawnService, waitReady } from '../support/service-process.js';
+import { killNow, replicaEnv, spawnService, waitReady } from '../support/service-process.js';
 
 const KEY = 'recording-restart-key-0000001';
 const CALLER = '+31612345678';
@@ -27,14 +27,7 @@ async function startReplica(name: string): Promise<{ child: ChildProcess; port: 
   const port = await freePort();
   const child = spawnService(
     {
-      LIVEKIT_URL: standIn.url,
-      LIVEKIT_API_KEY: standIn.apiKey,
-      LIVEKIT_API_SECRET: standIn.apiSecret,
-      CONTROL_API_KEYS: KEY,
-      REDIS_URL: process.env.REDIS_URL,
-      REDIS_KEY_PREFIX: prefix,
-      PORT: String(port),
-      HOST: '127.0.0.1',
+      ...replicaEnv(standIn, { controlApiKey: KEY, keyPrefix: prefix, port }),
       LOG_LEVEL: 'info',
       RECONCILE_INTERVAL_S: '0',
       AGENT_JOIN_TIMEOUT_S: '0',

@@ -13,7 +13,7 @@ import type { ObsEnvelope } from '../../src/obs/envelope.js';
 import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-standin.js';
 import { startLoadBalancer, type LoadBalancer } from '../support/load-balancer.js';
 import { freePort } from '../../dev/redis-server.js';
-import { spawnService } from '../support/service-process.js';
+import { replicaEnv, spawnService } from '../support/service-process.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
 import { startStatusCallbackReceiver, type StatusCallbackReceiver } from '../../dev/status-callback-receiver.js';
 
@@ -53,15 +53,8 @@ function startReplica(replica: Replica): Promise<void> {
   const log = createWriteStream(join(logDir, `replica-${replica.port}.log`), { flags: 'a' });
   const child = spawnService(
     {
-      LIVEKIT_URL: standIn.url,
-      LIVEKIT_API_KEY: standIn.apiKey,
-      LIVEKIT_API_SECRET: standIn.apiSecret,
+      ...replicaEnv(standIn, { controlApiKey: KEY, keyPrefix: prefix, port: replica.port }),
       SIP_OUTBOUND_TRUNK_ID: 'ST_replicas',
-      CONTROL_API_KEYS: KEY,
-      REDIS_URL: process.env.REDIS_URL,
-      REDIS_KEY_PREFIX: prefix,
-      PORT: String(replica.port),
-      HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
       RECONCILE_INTERVAL_S: '2',
       ENDING_GRACE_S: '3',

@@ -10,7 +10,7 @@ import { startLiveKitStandIn, type LiveKitStandIn } from '../../dev/livekit-stan
 import { freePort } from '../../dev/redis-server.js';
 import { startStatusCallbackReceiver, type StatusCallbackReceiver } from '../../dev/status-callback-receiver.js';
 import { agentParticipant, sipParticipant } from '../../dev/webhook-events.js';
-import { killNow, spawnService, waitReady } from '../support/service-process.js';
+import { killNow, replicaEnv, spawnService, waitReady } from '../support/service-process.js';
 
 const KEY = 'restart-test-key-0000000001';
 const SECRET = `whsec_${Buffer.from('restart-test-status-callback-secret').toString('base64')}`;
@@ -27,14 +27,7 @@ const prefix = `rst${Math.random().toString(36).slice(2, 8)}:`;
 async function startService(): Promise<void> {
   child = spawnService(
     {
-      LIVEKIT_URL: standIn.url,
-      LIVEKIT_API_KEY: standIn.apiKey,
-      LIVEKIT_API_SECRET: standIn.apiSecret,
-      CONTROL_API_KEYS: KEY,
-      REDIS_URL: process.env.REDIS_URL,
-      REDIS_KEY_PREFIX: prefix,
-      PORT: String(port),
-      HOST: '127.0.0.1',
+      ...replicaEnv(standIn, { controlApiKey: KEY, keyPrefix: prefix, port }),
       LOG_LEVEL: 'warn',
       RECONCILE_INTERVAL_S: '0',
       STATUS_CALLBACK_URL: receiver.url,

@@ -27,6 +27,26 @@ export function spawnService(env: Record<string, string | undefined>, options: S
   return child;
 }
 
+/**
+ * What a replica on the tests' shared Redis (REDIS_URL, from the global setup) needs: the LiveKit
+ * stand-in, a Control API key, the key prefix the replicas share and a port on 127.0.0.1.
+ */
+export function replicaEnv(
+  standIn: { url: string; apiKey: string; apiSecret: string },
+  replica: { controlApiKey: string; keyPrefix: string; port: number },
+): Record<string, string | undefined> {
+  return {
+    LIVEKIT_URL: standIn.url,
+    LIVEKIT_API_KEY: standIn.apiKey,
+    LIVEKIT_API_SECRET: standIn.apiSecret,
+    CONTROL_API_KEYS: replica.controlApiKey,
+    REDIS_URL: process.env.REDIS_URL,
+    REDIS_KEY_PREFIX: replica.keyPrefix,
+    PORT: String(replica.port),
+    HOST: '127.0.0.1',
+  };
+}
+
 /** Waits until the service on `port` answers /readyz 200; `logs` says where to look when it does not. */
 export async function waitReady(port: number, logs: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

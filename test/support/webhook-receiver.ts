@@ -3,6 +3,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebhookReceiver, type WebhookEvent } from 'livekit-server-sdk';
+import type { Cleanups } from './cleanups.js';
 
 export interface Received {
   body: string;
@@ -18,7 +19,7 @@ export type Respond = (index: number, body: string) => number | Promise<number>;
 
 /** Starts a receiver; its server is closed by the function it pushes onto `cleanups`. */
 export async function startWebhookReceiver(
-  cleanups: Array<() => Promise<void> | void>,
+  cleanups: Cleanups,
   apiKey: string,
   apiSecret: string,
   respond: Respond = () => 200,
